@@ -1,0 +1,392 @@
+//! Accounts: registration, login, refresh-token rotation, logout and the current user.
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+
+use crate::authz::{DEFAULT_ROLE, Permission, RoleName};
+use crate::error::InfraError;
+use crate::ids::{RefreshTokenId, SessionId, UserId};
+use crate::ports::{
+    Clock, CreateUserError, IdGenerator, PasswordHasher, SecretGenerator, SessionStore,
+    TokenError, TokenIssuer, TokenVerifier, UserStore,
+};
+use crate::session::{
+    AccessGrant, ClientInfo, NewRefreshToken, NewSession, Session, TokenDigest, TokenPair,
+};
+use crate::user::{Me, NewUser, User, role_grants};
+use crate::value::{Email, Password, Username};
+
+/// Lifetimes of sessions and refresh tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// How long a refresh token stays valid unused (the idle lifetime of a session).
+    pub refresh_token_ttl: TimeDelta,
+    /// Absolute lifetime of a session, however often it is refreshed.
+    pub session_max_age: TimeDelta,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            refresh_token_ttl: TimeDelta::days(7),
+            session_max_age: TimeDelta::days(30),
+        }
+    }
+}
+
+/// A new account, already validated.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Username.
+    pub username: Username,
+    /// E-mail address.
+    pub email: Email,
+    /// A password that meets the policy.
+    pub password: Password,
+}
+
+/// Why registration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// The username belongs to another account.
+    #[error("username taken")]
+    UsernameTaken,
+    /// The e-mail address belongs to another account.
+    #[error("email taken")]
+    EmailTaken,
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why a login failed. `InvalidCredentials` is the same for an unknown account and a wrong
+/// password.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown account or wrong password; deliberately indistinguishable.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The password was right but the account is disabled.
+    #[error("account disabled")]
+    AccountDisabled,
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Unknown, expired or revoked token.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// The token had already been rotated: the whole session has been revoked.
+    #[error("refresh token reused")]
+    RefreshTokenReused,
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why an access token did not authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthenticateError {
+    /// Valid but expired.
+    #[error("token expired")]
+    Expired,
+    /// Not a valid access token of this service.
+    #[error("invalid token")]
+    Invalid,
+}
+
+/// Why the current user could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CurrentUserError {
+    /// The token's account no longer exists.
+    #[error("account not found")]
+    NotFound,
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The user.
+    pub user_id: UserId,
+    /// The session the access token belongs to.
+    pub session_id: SessionId,
+    /// Roles granted when the token was issued.
+    pub roles: Vec<RoleName>,
+    /// Permissions granted when the token was issued.
+    pub permissions: Vec<Permission>,
+}
+
+/// The ports [`AccountService`] drives.
+#[derive(Clone)]
+pub struct AccountPorts {
+    /// Accounts.
+    pub users: Arc<dyn UserStore>,
+    /// Sessions.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Access-token signing.
+    pub issuer: Arc<dyn TokenIssuer>,
+    /// Access-token verification.
+    pub verifier: Arc<dyn TokenVerifier>,
+    /// Refresh-token generation and digests.
+    pub secrets: Arc<dyn SecretGenerator>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Identifiers.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for AccountPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountPorts")
+    }
+}
+
+/// Registration, login, session refresh and logout, and the current user.
+#[derive(Debug, Clone)]
+pub struct AccountService {
+    ports: AccountPorts,
+    policy: SessionPolicy,
+}
+
+impl AccountService {
+    /// A service over the given ports and session policy.
+    pub fn new(ports: AccountPorts, policy: SessionPolicy) -> Self {
+        Self { ports, policy }
+    }
+
+    /// Creates an account with the default role. The password is hashed off the executor.
+    pub async fn register(&self, registration: Registration) -> Result<User, RegisterError> {
+        let hash = self.ports.hasher.hash(&registration.password).await?;
+        let new_user = NewUser {
+            id: UserId::from_uuid(self.ports.ids.new_id()),
+            username: registration.username,
+            email: registration.email,
+            display_name: None,
+            password_hash: Some(hash),
+            roles: vec![default_role()?],
+            created_at: self.ports.clock.now(),
+        };
+        match self.ports.users.create_user(new_user).await {
+            Ok(user) => Ok(user),
+            Err(CreateUserError::UsernameTaken) => Err(RegisterError::UsernameTaken),
+            Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
+            Err(CreateUserError::UnknownRole(role)) => Err(InfraError::internal(format!(
+                "default role {role} is missing from the store"
+            ))
+            .into()),
+            Err(CreateUserError::Infra(e)) => Err(e.into()),
+        }
+    }
+
+    /// Checks a username-or-email and password and starts a session.
+    ///
+    /// An unknown account, an account without a password and a wrong password all cost one
+    /// password verification and answer [`LoginError::InvalidCredentials`]. A disabled account
+    /// is reported only after the right password.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &Password,
+        client: ClientInfo,
+    ) -> Result<TokenPair, LoginError> {
+        let user = self.find_by_login(login).await?;
+        let hash = match &user {
+            Some(user) => self.ports.users.password_hash(user.id).await?,
+            None => None,
+        };
+        let verified = self.ports.hasher.verify(password, hash.as_ref()).await?;
+        let user = match user {
+            Some(user) if verified => user,
+            _ => return Err(LoginError::InvalidCredentials),
+        };
+        if user.disabled {
+            return Err(LoginError::AccountDisabled);
+        }
+        Ok(self.start_session(&user, client).await?)
+    }
+
+    /// Exchanges a refresh token for a new pair. The presented token stops working; presenting
+    /// it again revokes the whole session.
+    pub async fn refresh(&self, presented: &str) -> Result<TokenPair, RefreshError> {
+        let digest = self.ports.secrets.digest(presented);
+        let Some(record) = self.ports.sessions.find_refresh_token(&digest).await? else {
+            return Err(RefreshError::InvalidRefreshToken);
+        };
+        let now = self.ports.clock.now();
+        let session = record.session;
+        if session.revoked_at.is_some() {
+            return Err(RefreshError::InvalidRefreshToken);
+        }
+        if record.rotated_at.is_some() {
+            self.ports.sessions.revoke_session(session.id, now).await?;
+            return Err(RefreshError::RefreshTokenReused);
+        }
+        if record.expires_at <= now || session.expires_at <= now {
+            return Err(RefreshError::InvalidRefreshToken);
+        }
+        let user = match self.ports.users.find_user_by_id(session.user_id).await? {
+            Some(user) if !user.disabled => user,
+            _ => {
+                self.ports.sessions.revoke_session(session.id, now).await?;
+                return Err(RefreshError::InvalidRefreshToken);
+            }
+        };
+        let (refresh_token, successor) = self.new_refresh_token(&session);
+        if !self
+            .ports
+            .sessions
+            .rotate_refresh_token(&digest, successor.clone(), now)
+            .await?
+        {
+            // Another request rotated this token between our read and our write: the token
+            // has been used twice, which is what reuse detection exists for.
+            self.ports.sessions.revoke_session(session.id, now).await?;
+            return Err(RefreshError::RefreshTokenReused);
+        }
+        let access = self.issue_access(&user, session.id).await?;
+        Ok(TokenPair {
+            access_token: access.token,
+            refresh_token,
+            expires_in: self.ports.issuer.access_token_ttl_seconds(),
+            refresh_expires_in: (successor.expires_at - now).num_seconds(),
+            session_id: session.id,
+        })
+    }
+
+    /// Revokes the session a refresh token belongs to. Unknown or already revoked tokens are
+    /// not an error (RFC 7009): the result is the same, the token does not work.
+    pub async fn logout(&self, presented: &str) -> Result<(), InfraError> {
+        let digest = self.ports.secrets.digest(presented);
+        if let Some(record) = self.ports.sessions.find_refresh_token(&digest).await? {
+            let now = self.ports.clock.now();
+            self.ports
+                .sessions
+                .revoke_session(record.session.id, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Verifies an access token and returns the caller it names.
+    pub fn authenticate(&self, token: &str) -> Result<Actor, AuthenticateError> {
+        match self.ports.verifier.verify(token) {
+            Ok(claims) => Ok(Actor {
+                user_id: claims.user_id,
+                session_id: claims.session_id,
+                roles: claims.roles,
+                permissions: claims.permissions,
+            }),
+            Err(TokenError::Expired) => Err(AuthenticateError::Expired),
+            Err(TokenError::Invalid) => Err(AuthenticateError::Invalid),
+        }
+    }
+
+    /// The caller's account with its current roles and permissions.
+    pub async fn current_user(&self, actor: &Actor) -> Result<Me, CurrentUserError> {
+        let user = self
+            .ports
+            .users
+            .find_user_by_id(actor.user_id)
+            .await?
+            .ok_or(CurrentUserError::NotFound)?;
+        let roles = self.ports.users.roles_of(user.id).await?;
+        let has_password = self.ports.users.password_hash(user.id).await?.is_some();
+        let (roles, permissions) = role_grants(&roles);
+        Ok(Me {
+            user,
+            roles,
+            permissions,
+            has_password,
+            providers: Vec::new(),
+        })
+    }
+
+    async fn find_by_login(&self, login: &str) -> Result<Option<User>, InfraError> {
+        if login.contains('@') {
+            match Email::parse(login) {
+                Ok(email) => self.ports.users.find_user_by_email(&email).await,
+                Err(_) => Ok(None),
+            }
+        } else {
+            match Username::parse(login) {
+                Ok(username) => self.ports.users.find_user_by_username(&username).await,
+                Err(_) => Ok(None),
+            }
+        }
+    }
+
+    async fn start_session(&self, user: &User, client: ClientInfo) -> Result<TokenPair, InfraError> {
+        let now = self.ports.clock.now();
+        let session = Session {
+            id: SessionId::from_uuid(self.ports.ids.new_id()),
+            user_id: user.id,
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + self.policy.session_max_age,
+            revoked_at: None,
+            client,
+        };
+        let (refresh_token, first) = self.new_refresh_token(&session);
+        let refresh_expires_in = (first.expires_at - now).num_seconds();
+        self.ports
+            .sessions
+            .create_session(NewSession {
+                session: session.clone(),
+                refresh_token: first,
+            })
+            .await?;
+        let access = self.issue_access(user, session.id).await?;
+        Ok(TokenPair {
+            access_token: access.token,
+            refresh_token,
+            expires_in: self.ports.issuer.access_token_ttl_seconds(),
+            refresh_expires_in,
+            session_id: session.id,
+        })
+    }
+
+    /// A fresh refresh token for the session, expiring at the idle lifetime or the session's
+    /// absolute end, whichever comes first.
+    fn new_refresh_token(&self, session: &Session) -> (crate::session::OpaqueToken, NewRefreshToken) {
+        let now = self.ports.clock.now();
+        let token = self.ports.secrets.opaque_token();
+        let digest: TokenDigest = self.ports.secrets.digest(token.expose());
+        let expires_at = (now + self.policy.refresh_token_ttl).min(session.expires_at);
+        let record = NewRefreshToken {
+            id: RefreshTokenId::from_uuid(self.ports.ids.new_id()),
+            digest,
+            issued_at: now,
+            expires_at,
+        };
+        (token, record)
+    }
+
+    async fn issue_access(
+        &self,
+        user: &User,
+        session_id: SessionId,
+    ) -> Result<crate::session::AccessToken, InfraError> {
+        let roles = self.ports.users.roles_of(user.id).await?;
+        let (roles, permissions) = role_grants(&roles);
+        self.ports.issuer.issue(&AccessGrant {
+            user_id: user.id,
+            session_id,
+            roles,
+            permissions,
+        })
+    }
+}
+
+fn default_role() -> Result<RoleName, InfraError> {
+    RoleName::parse(DEFAULT_ROLE).map_err(|e| InfraError::internal(e.message))
+}

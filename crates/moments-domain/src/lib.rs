@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+pub mod account;
+pub mod authz;
+pub mod error;
+pub mod ids;
+pub mod ports;
+pub mod session;
+pub mod user;
+pub mod value;
+
+pub use account::{AccountService, SessionPolicy};
+pub use error::InfraError;

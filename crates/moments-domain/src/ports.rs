@@ -1,0 +1,179 @@
+//! The ports: what the domain needs from the outside world. Each trait says what an
+//! implementation guarantees and which errors it returns. Every port has a production adapter
+//! and an embedded one, and both pass the contract suite in `moments-testkit`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+use crate::authz::{Role, RoleName};
+use crate::error::InfraError;
+use crate::ids::{SessionId, UserId};
+use crate::session::{
+    AccessClaims, AccessGrant, AccessToken, NewRefreshToken, NewSession, OpaqueToken,
+    RefreshTokenRecord, Session, TokenDigest,
+};
+use crate::user::{NewUser, User};
+use crate::value::{Email, Password, PasswordHash, Username};
+
+/// Why a store refused to create a user.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Another account has this username.
+    #[error("username taken")]
+    UsernameTaken,
+    /// Another account has this e-mail address (compared case-insensitively).
+    #[error("email taken")]
+    EmailTaken,
+    /// A role to assign does not exist.
+    #[error("unknown role {0}")]
+    UnknownRole(RoleName),
+    /// The store failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// User accounts and their credentials and roles.
+///
+/// Guarantees: usernames are unique, and e-mail addresses are unique by [`Email::key`], also
+/// under concurrent inserts (the losers get [`CreateUserError::UsernameTaken`] or
+/// [`CreateUserError::EmailTaken`], never a duplicate). Look-ups return `Ok(None)` for unknown
+/// accounts. Errors: [`InfraError::Unavailable`] when the database does not answer in time,
+/// [`InfraError::Internal`] otherwise.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates the account, its password credential (if any) and its roles, atomically.
+    async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError>;
+    /// Finds an account by id.
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError>;
+    /// Finds an account by (normalised) username.
+    async fn find_user_by_username(&self, username: &Username)
+    -> Result<Option<User>, InfraError>;
+    /// Finds an account by e-mail address, case-insensitively.
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError>;
+    /// The account's password hash, `None` when it has no password (or no such account).
+    async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError>;
+    /// The roles the account holds, with their permissions, sorted by name.
+    async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
+    /// A role by name, with its permissions.
+    async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError>;
+}
+
+/// Sessions and their refresh-token families.
+///
+/// Guarantees: refresh tokens are found by digest only; rotation is atomic, so of any number of
+/// concurrent rotations of one token exactly one succeeds. Errors as for [`UserStore`].
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session with its first refresh token.
+    async fn create_session(&self, session: NewSession) -> Result<(), InfraError>;
+    /// Finds a session by id.
+    async fn find_session(&self, id: SessionId) -> Result<Option<Session>, InfraError>;
+    /// Finds a refresh token (retired or not) and its session by the token's digest.
+    async fn find_refresh_token(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<RefreshTokenRecord>, InfraError>;
+    /// Retires the token with digest `current` and stores `successor` in its session, and marks
+    /// the session used at `now`, in one transaction. Returns `false` and changes nothing when
+    /// `current` is unknown or already rotated, or its session is revoked.
+    async fn rotate_refresh_token(
+        &self,
+        current: &TokenDigest,
+        successor: NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError>;
+    /// Revokes a session (and so every token of its family). Returns `false` when it was
+    /// unknown or already revoked.
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError>;
+}
+
+/// Hashes and verifies passwords.
+///
+/// Implementations must not block the async executor: hashing runs on a bounded pool of
+/// blocking threads. Errors: [`InfraError::Internal`] for a malformed stored hash or a failed
+/// hashing thread.
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes a new password with the configured parameters.
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError>;
+    /// Checks a password against a stored hash. With `None` (unknown account, or no password)
+    /// it spends the same time as a real verification and returns `false`, so response times do
+    /// not reveal which accounts exist.
+    async fn verify(&self, password: &Password, hash: Option<&PasswordHash>)
+    -> Result<bool, InfraError>;
+}
+
+/// Why an access token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Well-formed and correctly signed, but past its expiry.
+    #[error("token expired")]
+    Expired,
+    /// Anything else: bad signature, wrong algorithm, issuer, audience or type, malformed.
+    #[error("invalid token")]
+    Invalid,
+}
+
+/// Issues signed access tokens.
+pub trait TokenIssuer: Send + Sync {
+    /// Signs an access token for the grant, valid from now for the configured lifetime.
+    fn issue(&self, grant: &AccessGrant) -> Result<AccessToken, InfraError>;
+    /// Lifetime of issued access tokens, in seconds.
+    fn access_token_ttl_seconds(&self) -> i64;
+}
+
+/// Verifies access tokens: signature, algorithm, type, issuer, audience and time claims.
+pub trait TokenVerifier: Send + Sync {
+    /// Verifies a compact token and returns its claims.
+    fn verify(&self, token: &str) -> Result<AccessClaims, TokenError>;
+}
+
+/// Generates opaque secrets and the digests they are stored under.
+pub trait SecretGenerator: Send + Sync {
+    /// A new URL-safe token carrying at least 256 random bits.
+    fn opaque_token(&self) -> OpaqueToken;
+    /// The digest a token is stored and looked up by. Deterministic.
+    fn digest(&self, token: &str) -> TokenDigest;
+}
+
+/// The current time.
+pub trait Clock: Send + Sync {
+    /// Now, in UTC, at microsecond precision (what the stores keep).
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// New identifiers.
+pub trait IdGenerator: Send + Sync {
+    /// A new UUIDv7.
+    fn new_id(&self) -> Uuid;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now().trunc_subsecs(6)
+    }
+}
+
+/// UUIDv7 identifiers from the system clock and a random source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UuidV7Generator;
+
+impl IdGenerator for UuidV7Generator {
+    fn new_id(&self) -> Uuid {
+        Uuid::now_v7()
+    }
+}
+
+/// A dependency whose health decides readiness (the database, later the cache).
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    /// Short name shown in readiness output, for example `database`.
+    fn name(&self) -> &'static str;
+    /// Whether the dependency answers a trivial request within the adapter's timeout.
+    async fn check(&self) -> Result<(), InfraError>;
+}

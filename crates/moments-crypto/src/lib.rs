@@ -1,1 +1,9 @@
+#![doc = include_str!("../README.md")]
 
+mod jwt;
+mod password;
+mod secrets;
+
+pub use jwt::{JwtConfig, JwtConfigError, JwtTokens};
+pub use password::{Argon2Config, Argon2ConfigError, Argon2Hasher};
+pub use secrets::RandomSecrets;

@@ -1,1 +1,8 @@
+#![doc = include_str!("../README.md")]
 
+mod models;
+#[rustfmt::skip]
+mod schema;
+mod store;
+
+pub use store::{SqliteConfig, SqliteStore, SqliteStoreError};

@@ -1,0 +1,88 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    password_credentials (user_id) {
+        user_id -> Uuid,
+        hash -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Uuid,
+        session_id -> Uuid,
+        digest -> Bytea,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        rotated_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    role_permissions (role_name, permission) {
+        role_name -> Text,
+        permission -> Text,
+    }
+}
+
+diesel::table! {
+    roles (name) {
+        name -> Text,
+        description -> Text,
+        builtin -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        last_used_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role_name) {
+        user_id -> Uuid,
+        role_name -> Text,
+        granted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        username -> Text,
+        email -> Text,
+        email_key -> Text,
+        display_name -> Nullable<Text>,
+        email_verified -> Bool,
+        disabled -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(password_credentials -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(role_permissions -> roles (role_name));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(user_roles -> roles (role_name));
+diesel::joinable!(user_roles -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    password_credentials,
+    refresh_tokens,
+    role_permissions,
+    roles,
+    sessions,
+    user_roles,
+    users,
+);

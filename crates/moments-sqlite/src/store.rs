@@ -1,0 +1,462 @@
+//! The SQLite implementation of the store ports.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::connection::SimpleConnection as _;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+use moments_domain::InfraError;
+use moments_domain::authz::{Permission, Role, RoleName};
+use moments_domain::ids::{SessionId, UserId};
+use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
+use moments_domain::session::{NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest};
+use moments_domain::user::{NewUser, User};
+use moments_domain::value::{Email, PasswordHash, Username};
+
+use crate::models::{
+    NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow, uuid_text,
+};
+use crate::schema::{password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users};
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+type SqlitePool = Pool<ConnectionManager<SqliteConnection>>;
+
+/// Where the database lives and how it is accessed.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file; its directory must exist.
+    pub path: PathBuf,
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// How long a writer waits for the database lock before giving up.
+    pub busy_timeout: Duration,
+    /// How long a request waits for a free connection.
+    pub acquire_timeout: Duration,
+}
+
+impl SqliteConfig {
+    /// Defaults for a file: 8 connections, 5 s busy timeout, 2 s acquire timeout.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            pool_size: 8,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Failure to open or migrate the database.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteStoreError {
+    /// The file could not be opened.
+    #[error("cannot open SQLite database {path}: {source}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: r2d2::Error,
+    },
+    /// A migration failed.
+    #[error("SQLite migration failed: {0}")]
+    Migrate(String),
+}
+
+#[derive(Debug)]
+struct Pragmas {
+    busy_timeout_ms: u128,
+}
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            self.busy_timeout_ms
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// The SQLite store. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("state", &self.pool.state()).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file. Blocking: call it at start-up.
+    pub fn open(config: &SqliteConfig) -> Result<Self, SqliteStoreError> {
+        let url = config.path.to_string_lossy().into_owned();
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(config.acquire_timeout)
+            .connection_customizer(Box::new(Pragmas {
+                busy_timeout_ms: config.busy_timeout.as_millis(),
+            }))
+            .build(ConnectionManager::<SqliteConnection>::new(&url))
+            .map_err(|source| SqliteStoreError::Open { path: url, source })?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations. Blocking: call it at start-up.
+    pub fn migrate(&self) -> Result<(), SqliteStoreError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| SqliteStoreError::Migrate(e.to_string()))?;
+        conn.run_pending_migrations(MIGRATIONS)
+            .map_err(|e| SqliteStoreError::Migrate(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread.
+    async fn run<T, E>(
+        &self,
+        work: impl FnOnce(&mut SqliteConnection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<InfraError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| InfraError::unavailable("database", e))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| InfraError::internal(format!("database task failed: {e}")))?
+    }
+}
+
+fn db_error(e: DieselError) -> InfraError {
+    match &e {
+        DieselError::DatabaseError(_, info)
+            if info.message().contains("database is locked") || info.message().contains("busy") =>
+        {
+            InfraError::unavailable("database", e)
+        }
+        _ => InfraError::Internal(Box::new(e)),
+    }
+}
+
+/// Errors inside a create-user transaction.
+enum CreateTx {
+    Diesel(DieselError),
+    UnknownRole(RoleName),
+}
+
+impl From<DieselError> for CreateTx {
+    fn from(e: DieselError) -> Self {
+        Self::Diesel(e)
+    }
+}
+
+fn load_roles(conn: &mut SqliteConnection, names: &[String]) -> Result<Vec<Role>, DieselError> {
+    let rows: Vec<(String, String, bool)> = roles::table
+        .filter(roles::name.eq_any(names))
+        .select((roles::name, roles::description, roles::builtin))
+        .order(roles::name)
+        .load(conn)?;
+    let grants: Vec<(String, String)> = role_permissions::table
+        .filter(role_permissions::role_name.eq_any(names))
+        .select((role_permissions::role_name, role_permissions::permission))
+        .load(conn)?;
+    let mut by_role: BTreeMap<String, Vec<Permission>> = BTreeMap::new();
+    for (role, permission) in grants {
+        // A stored permission that no longer parses is skipped rather than failing sign-in.
+        if let Ok(p) = Permission::parse(&permission) {
+            by_role.entry(role).or_default().push(p);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, description, builtin)| {
+            let mut permissions = by_role.remove(&name).unwrap_or_default();
+            permissions.sort();
+            Some(Role {
+                name: RoleName::parse(&name).ok()?,
+                description,
+                permissions,
+                builtin,
+            })
+        })
+        .collect())
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError> {
+        let user_id = uuid_text(user.id.as_uuid());
+        let created = user.created_at.naive_utc();
+        let result = self
+            .run(move |conn| {
+                Ok::<_, InfraError>(conn.immediate_transaction::<_, CreateTx, _>(|conn| {
+                    for role in &user.roles {
+                        let exists: i64 = roles::table
+                            .filter(roles::name.eq(role.as_str()))
+                            .count()
+                            .get_result(conn)?;
+                        if exists == 0 {
+                            return Err(CreateTx::UnknownRole(role.clone()));
+                        }
+                    }
+                    diesel::insert_into(users::table)
+                        .values(NewUserRow {
+                            id: user_id.clone(),
+                            username: user.username.as_str(),
+                            email: user.email.as_str(),
+                            email_key: user.email.key(),
+                            display_name: user.display_name.as_deref(),
+                            created_at: created,
+                            updated_at: created,
+                        })
+                        .execute(conn)?;
+                    if let Some(hash) = &user.password_hash {
+                        diesel::insert_into(password_credentials::table)
+                            .values(NewPasswordRow { user_id: user_id.clone(), hash: hash.as_str(), updated_at: created })
+                            .execute(conn)?;
+                    }
+                    for role in &user.roles {
+                        diesel::insert_into(user_roles::table)
+                            .values(NewUserRoleRow { user_id: user_id.clone(), role_name: role.as_str(), granted_at: created })
+                            .execute(conn)?;
+                    }
+                    users::table
+                        .find(&user_id)
+                        .select(UserRow::as_select())
+                        .first(conn)
+                        .map_err(CreateTx::from)
+                }))
+            })
+            .await?;
+        match result {
+            Ok(row) => Ok(row.into_domain()?),
+            Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
+            Err(CreateTx::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))) => {
+                // SQLite names the column, not the constraint: "UNIQUE constraint failed: users.email_key".
+                if info.message().contains("users.email_key") {
+                    Err(CreateUserError::EmailTaken)
+                } else if info.message().contains("users.username") {
+                    Err(CreateUserError::UsernameTaken)
+                } else {
+                    Err(InfraError::internal(info.message().to_owned()).into())
+                }
+            }
+            Err(CreateTx::Diesel(e)) => Err(db_error(e).into()),
+        }
+    }
+
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        let id = uuid_text(id.as_uuid());
+        self.find_user(move |q| q.filter(users::id.eq(id))).await
+    }
+
+    async fn find_user_by_username(&self, username: &Username) -> Result<Option<User>, InfraError> {
+        let name = username.as_str().to_owned();
+        self.find_user(move |q| q.filter(users::username.eq(name))).await
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError> {
+        let key = email.key().to_owned();
+        self.find_user(move |q| q.filter(users::email_key.eq(key))).await
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError> {
+        let id = uuid_text(id.as_uuid());
+        self.run(move |conn| {
+            password_credentials::table
+                .find(id)
+                .select(password_credentials::hash)
+                .first::<String>(conn)
+                .optional()
+                .map(|hash| hash.map(PasswordHash::new))
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {
+        let id = uuid_text(id.as_uuid());
+        self.run(move |conn| {
+            let names: Vec<String> = user_roles::table
+                .filter(user_roles::user_id.eq(id))
+                .select(user_roles::role_name)
+                .load(conn)
+                .map_err(db_error)?;
+            load_roles(conn, &names).map_err(db_error)
+        })
+        .await
+    }
+
+    async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError> {
+        let name = name.as_str().to_owned();
+        self.run(move |conn| Ok(load_roles(conn, &[name]).map_err(db_error)?.pop()))
+            .await
+    }
+}
+
+impl SqliteStore {
+    async fn find_user(
+        &self,
+        filter: impl FnOnce(users::BoxedQuery<'static, diesel::sqlite::Sqlite>) -> users::BoxedQuery<'static, diesel::sqlite::Sqlite>
+            + Send
+            + 'static,
+    ) -> Result<Option<User>, InfraError> {
+        self.run(move |conn| {
+            filter(users::table.into_boxed())
+                .select(UserRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(UserRow::into_domain)
+                .transpose()
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, new: NewSession) -> Result<(), InfraError> {
+        self.run(move |conn| {
+            let session = SessionRow::from_domain(&new.session);
+            let token = token_row(&new.refresh_token, &session.id);
+            conn.immediate_transaction(|conn| {
+                diesel::insert_into(sessions::table).values(&session).execute(conn)?;
+                diesel::insert_into(refresh_tokens::table).values(&token).execute(conn)?;
+                Ok(())
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn find_session(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
+        let id = uuid_text(id.as_uuid());
+        self.run(move |conn| {
+            sessions::table
+                .find(id)
+                .select(SessionRow::as_select())
+                .first(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(SessionRow::into_domain)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn find_refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshTokenRecord>, InfraError> {
+        let digest = digest.as_bytes().to_vec();
+        self.run(move |conn| {
+            let found = refresh_tokens::table
+                .inner_join(sessions::table)
+                .filter(refresh_tokens::digest.eq(digest))
+                .select((RefreshTokenRow::as_select(), SessionRow::as_select()))
+                .first::<(RefreshTokenRow, SessionRow)>(conn)
+                .optional()
+                .map_err(db_error)?;
+            found
+                .map(|(token, session)| {
+                    Ok(RefreshTokenRecord {
+                        id: token.token_id()?,
+                        issued_at: token.issued_at.and_utc(),
+                        expires_at: token.expires_at.and_utc(),
+                        rotated_at: token.rotated_at.map(|t| t.and_utc()),
+                        session: session.into_domain()?,
+                    })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        current: &TokenDigest,
+        successor: NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        let current = current.as_bytes().to_vec();
+        let now = now.naive_utc();
+        self.run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let live_sessions = sessions::table
+                    .filter(sessions::revoked_at.is_null())
+                    .select(sessions::id);
+                let retired: Option<String> = diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::digest.eq(current))
+                        .filter(refresh_tokens::rotated_at.is_null())
+                        .filter(refresh_tokens::session_id.eq_any(live_sessions)),
+                )
+                .set(refresh_tokens::rotated_at.eq(now))
+                .returning(refresh_tokens::session_id)
+                .get_result(conn)
+                .optional()?;
+                let Some(session_id) = retired else {
+                    return Ok(false);
+                };
+                diesel::insert_into(refresh_tokens::table)
+                    .values(token_row(&successor, &session_id))
+                    .execute(conn)?;
+                diesel::update(sessions::table.find(&session_id))
+                    .set(sessions::last_used_at.eq(now))
+                    .execute(conn)?;
+                Ok(true)
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let id = uuid_text(id.as_uuid());
+        let now = now.naive_utc();
+        self.run(move |conn| {
+            diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
+                .set(sessions::revoked_at.eq(now))
+                .execute(conn)
+                .map(|n| n == 1)
+                .map_err(db_error)
+        })
+        .await
+    }
+}
+
+fn token_row(token: &NewRefreshToken, session_id: &str) -> RefreshTokenRow {
+    RefreshTokenRow {
+        id: uuid_text(token.id.as_uuid()),
+        session_id: session_id.to_owned(),
+        digest: token.digest.as_bytes().to_vec(),
+        issued_at: token.issued_at.naive_utc(),
+        expires_at: token.expires_at.naive_utc(),
+        rotated_at: None,
+    }
+}
+
+#[async_trait]
+impl HealthProbe for SqliteStore {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), InfraError> {
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(db_error)).await
+    }
+}

@@ -1,0 +1,20 @@
+//! The store contract suite on a fresh SQLite file per test.
+
+use std::sync::Arc;
+
+use moments_sqlite::{SqliteConfig, SqliteStore};
+use moments_testkit::StoreUnderTest;
+
+async fn sqlite_store() -> Option<StoreUnderTest> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&SqliteConfig::new(dir.path().join("moments.db"))).unwrap();
+    store.migrate().unwrap();
+    let store = Arc::new(store);
+    Some(StoreUnderTest {
+        users: store.clone(),
+        sessions: store,
+        guard: Box::new(dir),
+    })
+}
+
+moments_testkit::store_contract_tests!(sqlite_store());

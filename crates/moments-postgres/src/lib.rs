@@ -1,1 +1,10 @@
+#![doc = include_str!("../README.md")]
 
+mod models;
+#[rustfmt::skip]
+mod schema;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use store::{PgConfig, PgStore, PgStoreError};

@@ -31,8 +31,8 @@ pub fn unreachable_service(service: &str, url: &str, error: &dyn std::fmt::Displ
              ****************************************************************\n\
              * SKIPPED: {service} tests: not reachable at {url}\n\
              *   ({error})\n\
-             * Start {service} or set the URL to run them; set {REQUIRE_VAR}=1\n\
-             * to make this a failure (CI does).\n\
+             * Start {service} or set MOMENTS_TEST_DATABASE_URL; set\n\
+             *   {REQUIRE_VAR}=1 to make this a failure (CI does).\n\
              ****************************************************************\n"
         );
     });

@@ -1,0 +1,556 @@
+//! The PostgreSQL implementation of the store ports.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool::Runtime;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::{AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
+use moments_domain::InfraError;
+use moments_domain::authz::{Permission, Role, RoleName};
+use moments_domain::ids::{SessionId, UserId};
+use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
+use moments_domain::session::{NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest};
+use moments_domain::user::{NewUser, User};
+use moments_domain::value::{Email, PasswordHash, Username};
+use uuid::Uuid;
+
+use crate::models::{NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow};
+use crate::schema::{password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users};
+
+/// The migrations in `migrations/postgres`, embedded in the binary.
+pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// How to reach PostgreSQL and how long to wait for it.
+#[derive(Clone)]
+pub struct PgConfig {
+    /// `postgres://…` connection URL (may hold a password; never printed).
+    pub url: String,
+    /// Largest number of pooled connections.
+    pub pool_size: usize,
+    /// Budget for one store operation: waiting for a connection (and opening one) plus the
+    /// queries. Past it the operation fails as unavailable.
+    pub operation_timeout: Duration,
+}
+
+impl PgConfig {
+    /// Defaults: 16 connections, 2 s per operation.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            operation_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &"[redacted]")
+            .field("pool_size", &self.pool_size)
+            .field("operation_timeout", &self.operation_timeout)
+            .finish()
+    }
+}
+
+/// Failure to set up the store or run migrations.
+#[derive(Debug, thiserror::Error)]
+pub enum PgStoreError {
+    /// The pool could not be built.
+    #[error("cannot build the PostgreSQL pool: {0}")]
+    Pool(String),
+    /// The database could not be reached.
+    #[error("PostgreSQL is not reachable: {0}")]
+    Unreachable(String),
+    /// A migration failed.
+    #[error("PostgreSQL migration failed: {0}")]
+    Migrate(String),
+}
+
+/// The PostgreSQL store. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+    operation_timeout: Duration,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("status", &self.pool.status())
+            .field("operation_timeout", &self.operation_timeout)
+            .finish()
+    }
+}
+
+/// Adds `connect_timeout` (whole seconds, at least 1) unless the URL sets one.
+fn with_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}connect_timeout={}", timeout.as_secs().max(1))
+}
+
+impl PgStore {
+    /// Builds the pool. Connections are opened on demand, so this succeeds while the database
+    /// is down; [`PgStore::pending_migrations`] is the start-up reachability check.
+    pub fn connect(config: &PgConfig) -> Result<Self, PgStoreError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(with_connect_timeout(
+            &config.url,
+            config.operation_timeout,
+        ));
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(config.operation_timeout))
+            .create_timeout(Some(config.operation_timeout))
+            .recycle_timeout(Some(config.operation_timeout))
+            .build()
+            .map_err(|e| PgStoreError::Pool(e.to_string()))?;
+        Ok(Self {
+            pool,
+            operation_timeout: config.operation_timeout,
+        })
+    }
+
+    /// Applies pending migrations and returns the names of those applied.
+    pub async fn migrate(&self) -> Result<Vec<String>, PgStoreError> {
+        self.with_harness(|harness| {
+            harness
+                .run_pending_migrations(MIGRATIONS)
+                .map(|applied| applied.iter().map(ToString::to_string).collect())
+        })
+        .await
+    }
+
+    /// Names of the migrations the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, PgStoreError> {
+        self.with_harness(|harness| {
+            harness
+                .pending_migrations(MIGRATIONS)
+                .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
+        })
+        .await
+    }
+
+    async fn with_harness<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(
+            &mut AsyncMigrationHarness<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>>,
+        ) -> diesel::migration::Result<T>
+        + Send
+        + 'static,
+    ) -> Result<T, PgStoreError> {
+        let conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| PgStoreError::Unreachable(e.to_string()))?;
+        // The harness drives the async connection with block_on: keep it off the executor.
+        tokio::task::spawn_blocking(move || {
+            let mut harness = AsyncMigrationHarness::new(conn);
+            work(&mut harness).map_err(|e| PgStoreError::Migrate(e.to_string()))
+        })
+        .await
+        .map_err(|e| PgStoreError::Migrate(e.to_string()))?
+    }
+
+    /// A pooled connection (waits at most the pool's timeouts).
+    async fn conn(&self) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, InfraError> {
+        self.pool.get().await.map_err(|e| InfraError::unavailable("database", e))
+    }
+
+    /// Bounds a whole store operation (connection and queries) by the operation timeout.
+    async fn timed<T, E: From<InfraError>>(&self, operation: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        match tokio::time::timeout(self.operation_timeout, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(InfraError::unavailable("database", "operation timed out").into()),
+        }
+    }
+}
+
+fn db_error(e: DieselError) -> InfraError {
+    let connection_lost = match &e {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("connection") || message.contains("terminating")
+        }
+        DieselError::BrokenTransactionManager => true,
+        _ => false,
+    };
+    if connection_lost {
+        InfraError::unavailable("database", e)
+    } else {
+        InfraError::Internal(Box::new(e))
+    }
+}
+
+enum CreateTx {
+    Diesel(DieselError),
+    UnknownRole(RoleName),
+    Infra(InfraError),
+}
+
+impl From<DieselError> for CreateTx {
+    fn from(e: DieselError) -> Self {
+        Self::Diesel(e)
+    }
+}
+
+impl From<InfraError> for CreateTx {
+    fn from(e: InfraError) -> Self {
+        Self::Infra(e)
+    }
+}
+
+async fn load_roles(conn: &mut AsyncPgConnection, names: &[String]) -> Result<Vec<Role>, DieselError> {
+    let rows: Vec<(String, String, bool)> = roles::table
+        .filter(roles::name.eq_any(names))
+        .select((roles::name, roles::description, roles::builtin))
+        .order(roles::name)
+        .load(conn)
+        .await?;
+    let grants: Vec<(String, String)> = role_permissions::table
+        .filter(role_permissions::role_name.eq_any(names))
+        .select((role_permissions::role_name, role_permissions::permission))
+        .load(conn)
+        .await?;
+    let mut by_role: BTreeMap<String, Vec<Permission>> = BTreeMap::new();
+    for (role, permission) in grants {
+        // A stored permission that no longer parses is skipped rather than failing sign-in.
+        if let Ok(p) = Permission::parse(&permission) {
+            by_role.entry(role).or_default().push(p);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|(name, description, builtin)| {
+            let mut permissions = by_role.remove(&name).unwrap_or_default();
+            permissions.sort();
+            Some(Role {
+                name: RoleName::parse(&name).ok()?,
+                description,
+                permissions,
+                builtin,
+            })
+        })
+        .collect())
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError> {
+        let user = &user;
+        let result: Result<UserRow, CreateTx> = self.timed(async {
+                let conn = &mut *self.conn().await?;
+                {
+                    conn.transaction::<_, CreateTx, _>(async |conn| {
+                        {
+                            for role in &user.roles {
+                                let exists: i64 = roles::table
+                                    .filter(roles::name.eq(role.as_str()))
+                                    .count()
+                                    .get_result(conn)
+                                    .await?;
+                                if exists == 0 {
+                                    return Err(CreateTx::UnknownRole(role.clone()));
+                                }
+                            }
+                            let id = user.id.as_uuid();
+                            diesel::insert_into(users::table)
+                                .values(NewUserRow {
+                                    id,
+                                    username: user.username.as_str(),
+                                    email: user.email.as_str(),
+                                    email_key: user.email.key(),
+                                    display_name: user.display_name.as_deref(),
+                                    created_at: user.created_at,
+                                    updated_at: user.created_at,
+                                })
+                                .execute(conn)
+                                .await?;
+                            if let Some(hash) = &user.password_hash {
+                                diesel::insert_into(password_credentials::table)
+                                    .values(NewPasswordRow { user_id: id, hash: hash.as_str(), updated_at: user.created_at })
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            for role in &user.roles {
+                                diesel::insert_into(user_roles::table)
+                                    .values(NewUserRoleRow { user_id: id, role_name: role.as_str(), granted_at: user.created_at })
+                                    .execute(conn)
+                                    .await?;
+                            }
+                            Ok(users::table.find(id).select(UserRow::as_select()).first(conn).await?)
+                        }
+                    })
+                    .await
+                }
+            })
+            .await;
+        match result {
+            Ok(row) => Ok(row.into_domain()?),
+            Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
+            Err(CreateTx::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))) => {
+                match info.constraint_name() {
+                    Some("users_username_unique") => Err(CreateUserError::UsernameTaken),
+                    Some("users_email_key_unique") => Err(CreateUserError::EmailTaken),
+                    _ => Err(InfraError::internal(info.message().to_owned()).into()),
+                }
+            }
+            Err(CreateTx::Infra(e)) => Err(e.into()),
+            Err(CreateTx::Diesel(e)) => Err(db_error(e).into()),
+        }
+    }
+
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        self.find_user(users::table.filter(users::id.eq(id.as_uuid())).into_boxed()).await
+    }
+
+    async fn find_user_by_username(&self, username: &Username) -> Result<Option<User>, InfraError> {
+        let name = username.as_str().to_owned();
+        self.find_user(users::table.filter(users::username.eq(name)).into_boxed()).await
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError> {
+        let key = email.key().to_owned();
+        self.find_user(users::table.filter(users::email_key.eq(key)).into_boxed()).await
+    }
+
+    async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                password_credentials::table
+                    .find(id.as_uuid())
+                    .select(password_credentials::hash)
+                    .first::<String>(conn)
+                    .await
+                    .optional()
+                    .map(|hash| hash.map(PasswordHash::new))
+                    .map_err(db_error)
+            }
+        })
+        .await
+    }
+
+    async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                let names: Vec<String> = user_roles::table
+                    .filter(user_roles::user_id.eq(id.as_uuid()))
+                    .select(user_roles::role_name)
+                    .load(conn)
+                    .await
+                    .map_err(db_error)?;
+                load_roles(conn, &names).await.map_err(db_error)
+            }
+        })
+        .await
+    }
+
+    async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError> {
+        let names = [name.as_str().to_owned()];
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            Ok(load_roles(conn, &names).await.map_err(db_error)?.pop())
+        })
+        .await
+    }
+}
+
+impl PgStore {
+    async fn find_user(&self, query: users::BoxedQuery<'static, Pg>) -> Result<Option<User>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                query
+                    .select(UserRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?
+                    .map(UserRow::into_domain)
+                    .transpose()
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgStore {
+    async fn create_session(&self, new: NewSession) -> Result<(), InfraError> {
+        let session = SessionRow::from_domain(&new.session);
+        let token = RefreshTokenRow::new(&new.refresh_token, session.id);
+        let (session, token) = (&session, &token);
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    {
+                        diesel::insert_into(sessions::table).values(session).execute(conn).await?;
+                        diesel::insert_into(refresh_tokens::table).values(token).execute(conn).await?;
+                        Ok(())
+                    }
+                })
+                .await
+                .map_err(db_error)
+            }
+        })
+        .await
+    }
+
+    async fn find_session(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                sessions::table
+                    .find(id.as_uuid())
+                    .select(SessionRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()
+                    .map(|row| row.map(SessionRow::into_domain))
+                    .map_err(db_error)
+            }
+        })
+        .await
+    }
+
+    async fn find_refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshTokenRecord>, InfraError> {
+        let digest = digest.as_bytes().to_vec();
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                let found = refresh_tokens::table
+                    .inner_join(sessions::table)
+                    .filter(refresh_tokens::digest.eq(digest))
+                    .select((RefreshTokenRow::as_select(), SessionRow::as_select()))
+                    .first::<(RefreshTokenRow, SessionRow)>(conn)
+                    .await
+                    .optional()
+                    .map_err(db_error)?;
+                Ok(found.map(|(token, session)| RefreshTokenRecord {
+                    id: token.id.into(),
+                    issued_at: token.issued_at,
+                    expires_at: token.expires_at,
+                    rotated_at: token.rotated_at,
+                    session: session.into_domain(),
+                }))
+            }
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        current: &TokenDigest,
+        successor: NewRefreshToken,
+        now: DateTime<Utc>,
+    ) -> Result<bool, InfraError> {
+        let current = current.as_bytes().to_vec();
+        let successor = &successor;
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    {
+                        let live_sessions = sessions::table.filter(sessions::revoked_at.is_null()).select(sessions::id);
+                        // Row locking makes concurrent rotations of one token queue here; each
+                        // re-checks `rotated_at IS NULL` after the winner commits, and finds nothing.
+                        let retired: Option<Uuid> = diesel::update(
+                            refresh_tokens::table
+                                .filter(refresh_tokens::digest.eq(current))
+                                .filter(refresh_tokens::rotated_at.is_null())
+                                .filter(refresh_tokens::session_id.eq_any(live_sessions)),
+                        )
+                        .set(refresh_tokens::rotated_at.eq(now))
+                        .returning(refresh_tokens::session_id)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
+                        let Some(session_id) = retired else {
+                            return Ok(false);
+                        };
+                        diesel::insert_into(refresh_tokens::table)
+                            .values(RefreshTokenRow::new(successor, session_id))
+                            .execute(conn)
+                            .await?;
+                        diesel::update(sessions::table.find(session_id))
+                            .set(sessions::last_used_at.eq(now))
+                            .execute(conn)
+                            .await?;
+                        Ok(true)
+                    }
+                })
+                .await
+                .map_err(db_error)
+            }
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                diesel::update(sessions::table.find(id.as_uuid()).filter(sessions::revoked_at.is_null()))
+                    .set(sessions::revoked_at.eq(now))
+                    .execute(conn)
+                    .await
+                    .map(|n| n == 1)
+                    .map_err(db_error)
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl HealthProbe for PgStore {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            {
+                diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+                    .get_result::<i32>(conn)
+                    .await
+                    .map(drop)
+                    .map_err(db_error)
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_timeout_is_added_once() {
+        let t = Duration::from_secs(2);
+        assert_eq!(with_connect_timeout("postgres://h/db", t), "postgres://h/db?connect_timeout=2");
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?sslmode=disable", t),
+            "postgres://h/db?sslmode=disable&connect_timeout=2"
+        );
+        assert_eq!(with_connect_timeout("postgres://h/db?connect_timeout=9", t), "postgres://h/db?connect_timeout=9");
+    }
+}

@@ -1,0 +1,18 @@
+//! The store contract suite on PostgreSQL, a fresh database per test.
+
+use std::sync::Arc;
+
+use moments_postgres::testing::TestDatabase;
+use moments_testkit::StoreUnderTest;
+
+async fn pg_store() -> Option<StoreUnderTest> {
+    let db = TestDatabase::create().await?;
+    let store = Arc::new(db.store());
+    Some(StoreUnderTest {
+        users: store.clone(),
+        sessions: store,
+        guard: Box::new(db),
+    })
+}
+
+moments_testkit::store_contract_tests!(pg_store());

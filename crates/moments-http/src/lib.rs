@@ -1,1 +1,97 @@
+#![doc = include_str!("../README.md")]
 
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+
+use actix_cors::Cors;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, header};
+use actix_web::{App, web};
+use moments_domain::AccountService;
+use moments_domain::ports::HealthProbe;
+
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+/// What handlers share: the domain services and the readiness probes.
+#[derive(Clone)]
+pub struct AppState {
+    /// Accounts and sessions.
+    pub accounts: AccountService,
+    /// Dependencies whose health decides readiness.
+    pub probes: Vec<Arc<dyn HealthProbe>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("probes", &self.probes.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    /// Origins allowed to call the API from a browser (exact matches). Empty: none.
+    pub cors_origins: Vec<String>,
+}
+
+fn cors(config: &HttpConfig) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("x-api-key"),
+            middleware::REQUEST_ID,
+        ])
+        .expose_headers([
+            middleware::REQUEST_ID,
+            middleware::API_VERSION,
+            middleware::API_VERSION_DEFAULTED,
+            header::RETRY_AFTER,
+        ])
+        .max_age(3600);
+    for origin in &config.cors_origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
+}
+
+/// The API routes, mounted under `/api/v1` and, as the latest version, under `/api`.
+fn api(cfg: &mut web::ServiceConfig) {
+    routes::auth::configure(cfg);
+}
+
+/// The whole application: routes, middleware, limits and error rendering.
+pub fn app(
+    state: AppState,
+    config: &HttpConfig,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::PayloadConfig::new(extract::JSON_LIMIT))
+        .wrap(cors(config))
+        .wrap(actix_web::middleware::from_fn(middleware::edge))
+        .service(web::scope("/api/v1").configure(api))
+        .service(web::scope("/api").configure(api))
+        .configure(routes::ops::configure)
+        .configure(routes::docs::configure)
+}

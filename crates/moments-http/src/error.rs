@@ -1,0 +1,178 @@
+//! `ApiError`: every error a handler or extractor returns, mapped once from the domain's error
+//! enums. The edge middleware renders it as problem+json with the request's id and path.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use moments_domain::InfraError;
+use moments_domain::account::{AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError};
+
+use crate::problem::{self, FieldError, ProblemType};
+
+/// An error response: a problem type, a detail, field errors and extra headers.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The problem type (status, code, title).
+    pub problem: ProblemType,
+    /// Request-specific explanation.
+    pub detail: String,
+    /// Field errors, for `validation_failed`.
+    pub errors: Vec<FieldError>,
+    /// `WWW-Authenticate` for 401s.
+    pub www_authenticate: Option<&'static str>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.problem.code, self.detail)
+    }
+}
+
+impl ApiError {
+    /// An error of the given type.
+    pub fn new(problem: ProblemType, detail: impl Into<String>) -> Self {
+        Self {
+            problem,
+            detail: detail.into(),
+            errors: Vec::new(),
+            www_authenticate: None,
+        }
+    }
+
+    /// A 422 naming the invalid fields.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        let detail = format!("invalid fields: {}", fields.join(", "));
+        Self {
+            errors,
+            ..Self::new(problem::VALIDATION_FAILED, detail)
+        }
+    }
+
+    /// A 422 for one field.
+    pub fn field(field: &str, code: &str, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError {
+            field: field.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+        }])
+    }
+
+    /// 401 with a `WWW-Authenticate` challenge.
+    pub fn unauthorized(problem: ProblemType, detail: &str, challenge: &'static str) -> Self {
+        Self {
+            www_authenticate: Some(challenge),
+            ..Self::new(problem, detail)
+        }
+    }
+
+    /// 500, with the cause logged here and never shown to the client.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            problem::INTERNAL_ERROR,
+            "an unexpected error occurred; report the request id if it persists",
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        self.problem.status
+    }
+
+    /// A bare response; the edge middleware renders the problem body (it knows the request id
+    /// and path) and keeps these headers.
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.problem.status);
+        if let Some(challenge) = self.www_authenticate {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+        }
+        response.finish()
+    }
+}
+
+impl From<InfraError> for ApiError {
+    fn from(e: InfraError) -> Self {
+        match e {
+            InfraError::Unavailable { what, source } => {
+                tracing::warn!(dependency = what, error = %source, "dependency unavailable");
+                Self::new(problem::SERVICE_UNAVAILABLE, format!("the {what} is not answering; retry later"))
+            }
+            InfraError::Internal(source) => Self::internal(&source),
+        }
+    }
+}
+
+const BEARER: &str = "Bearer realm=\"moments\"";
+const BEARER_INVALID: &str = "Bearer realm=\"moments\", error=\"invalid_token\"";
+
+impl From<RegisterError> for ApiError {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::UsernameTaken => Self::new(problem::USERNAME_TAKEN, "this username is already taken"),
+            RegisterError::EmailTaken => Self::new(problem::EMAIL_TAKEN, "this e-mail address is already registered"),
+            RegisterError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::InvalidCredentials => {
+                Self::new(problem::INVALID_CREDENTIALS, "the login or the password is wrong")
+            }
+            LoginError::AccountDisabled => Self::new(problem::ACCOUNT_DISABLED, "this account has been disabled"),
+            LoginError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            RefreshError::InvalidRefreshToken => {
+                Self::new(problem::INVALID_REFRESH_TOKEN, "the refresh token is unknown, expired or revoked")
+            }
+            RefreshError::RefreshTokenReused => Self::new(
+                problem::REFRESH_TOKEN_REUSED,
+                "the refresh token had already been used; the session has been revoked",
+            ),
+            RefreshError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthenticateError> for ApiError {
+    fn from(e: AuthenticateError) -> Self {
+        match e {
+            AuthenticateError::Expired => {
+                Self::unauthorized(problem::TOKEN_EXPIRED, "the access token has expired", BEARER_INVALID)
+            }
+            AuthenticateError::Invalid => {
+                Self::unauthorized(problem::INVALID_TOKEN, "the access token is not valid", BEARER_INVALID)
+            }
+        }
+    }
+}
+
+impl From<CurrentUserError> for ApiError {
+    fn from(e: CurrentUserError) -> Self {
+        match e {
+            // The token is validly signed but its account is gone: the token is no good.
+            CurrentUserError::NotFound => {
+                Self::unauthorized(problem::INVALID_TOKEN, "the token's account no longer exists", BEARER_INVALID)
+            }
+            CurrentUserError::Infra(e) => e.into(),
+        }
+    }
+}
+
+/// 401 for a request without credentials.
+pub fn unauthenticated() -> ApiError {
+    ApiError::unauthorized(
+        problem::UNAUTHENTICATED,
+        "this route needs an access token: Authorization: Bearer <token>",
+        BEARER,
+    )
+}

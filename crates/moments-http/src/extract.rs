@@ -1,0 +1,195 @@
+//! Extractors: JSON bodies with problem+json errors, the authenticated caller, client info.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{FromRequest, HttpRequest};
+use moments_domain::account::Actor;
+use moments_domain::session::ClientInfo;
+use serde::de::DeserializeOwned;
+
+use crate::AppState;
+use crate::error::{ApiError, unauthenticated};
+use crate::problem::{self, FieldError};
+
+/// Largest accepted JSON body.
+pub const JSON_LIMIT: usize = 64 * 1024;
+
+/// A JSON request body. Unlike `web::Json`, every failure is a precise problem: 415 for a
+/// missing or non-JSON content type, 413 past [`JSON_LIMIT`], 400 for malformed JSON, and 422
+/// naming the field for unknown, missing or mistyped fields.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Turns a serde error into a field error: serde_json names unknown and missing fields in its
+/// message, and serde_path_to_error gives the path of the value that did not fit (for a missing
+/// field, the path of its parent).
+fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
+    let message = error.to_string();
+    let quoted = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let join = |field: String| if path == "." || path.is_empty() { field } else { format!("{path}.{field}") };
+    if let Some(field) = quoted("unknown field `") {
+        // The path already ends at the unknown key.
+        let field = if path == "." || path.is_empty() { field } else { path.to_owned() };
+        return FieldError { field, code: "unknown_field".into(), message: "is not a known field".into() };
+    }
+    if let Some(field) = quoted("missing field `") {
+        return FieldError { field: join(field), code: "required".into(), message: "is required".into() };
+    }
+    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+    FieldError { field: if path == "." { "body".into() } else { path.to_owned() }, code: "invalid_type".into(), message }
+}
+
+/// Parses a JSON body (already size-limited) into `T`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |e: &serde_json::Error| {
+        ApiError::new(problem::MALFORMED_REQUEST, format!("the body is not valid JSON: {e}"))
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => ApiError::validation(vec![field_error(&path, &inner)]),
+            _ => malformed(&inner),
+        }
+    })?;
+    // Trailing characters after the value make the whole body malformed.
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if !is_json(req) {
+            return Box::pin(std::future::ready(Err(ApiError::new(
+                problem::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be JSON with Content-Type: application/json",
+            ))));
+        }
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > JSON_LIMIT) {
+            return Box::pin(std::future::ready(Err(too_large())));
+        }
+        let body = Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let bytes = body.await.map_err(|e| match e.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => too_large(),
+                _ => ApiError::new(problem::MALFORMED_REQUEST, "the request body could not be read"),
+            })?;
+            parse_json(&bytes).map(ApiJson)
+        })
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(problem::PAYLOAD_TOO_LARGE, format!("JSON bodies are limited to {} KiB", JSON_LIMIT / 1024))
+}
+
+/// The caller authenticated by a bearer access token.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Actor);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal(&"application state missing"))?;
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(unauthenticated());
+    };
+    let value = value.to_str().map_err(|_| ApiError::from(moments_domain::account::AuthenticateError::Invalid))?;
+    let token = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
+        _ => return Err(unauthenticated()),
+    };
+    Ok(Authenticated(state.accounts.authenticate(token)?))
+}
+
+/// Where the request came from. The peer address is used as is: forwarded headers are trusted
+/// only from configured proxies, which arrives with rate limiting.
+pub fn client_info(req: &HttpRequest) -> ClientInfo {
+    let ip = req.peer_addr().map(|addr| addr.ip().to_string());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    ClientInfo::new(ip, user_agent)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[expect(dead_code, reason = "fields are only deserialised")]
+    struct Body {
+        name: String,
+        count: u32,
+    }
+
+    fn err(json: &str) -> ApiError {
+        parse_json::<Body>(json.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn well_formed_json_parses() {
+        assert!(parse_json::<Body>(br#"{"name": "x", "count": 2}"#).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_requests() {
+        for bad in ["{", "", "nonsense", r#"{"name": "x", "count": 2} trailing"#] {
+            assert_eq!(err(bad).problem.code, "malformed_request", "{bad}");
+        }
+    }
+
+    #[test]
+    fn data_errors_name_the_field() {
+        let e = err(r#"{"name": "x", "count": 2, "admin": true}"#);
+        assert_eq!(e.problem.code, "validation_failed");
+        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("admin", "unknown_field"));
+        let e = err(r#"{"name": "x"}"#);
+        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("count", "required"));
+        let e = err(r#"{"name": "x", "count": "two"}"#);
+        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("count", "invalid_type"));
+        let e = err(r#"[1, 2]"#);
+        assert_eq!(e.errors[0].code, "invalid_type");
+    }
+}

@@ -1,0 +1,157 @@
+//! The edge: request ids, API version headers, security headers, panic capture, request logs,
+//! and problem+json rendering of every error response, whoever produced it.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, HttpResponse};
+use futures_util::FutureExt as _;
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::problem::{self, PROBLEM_JSON, Problem, ProblemType};
+
+/// The request id header.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The API version every `/api` response carries.
+pub const API_VERSION: HeaderName = HeaderName::from_static("x-api-version");
+/// Set when a request used `/api/…` without a version and got the latest.
+pub const API_VERSION_DEFAULTED: HeaderName = HeaderName::from_static("x-api-version-defaulted");
+
+/// The id of the current request, in request extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// A client-supplied id is kept when it is 1 to 128 characters of `[A-Za-z0-9._-]`.
+fn sane_request_id(value: &str) -> bool {
+    (1..=128).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// The outermost middleware. See the module docs.
+pub async fn edge(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane_request_id(v))
+        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned);
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let path = req.path().to_owned();
+    let method = req.method().clone();
+    let http_req = req.request().clone();
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+
+    let outcome = AssertUnwindSafe(next.call(req)).catch_unwind().instrument(span.clone()).await;
+    let mut res = match outcome {
+        Ok(Ok(res)) => res.map_into_boxed_body(),
+        Ok(Err(error)) => ServiceResponse::new(http_req, HttpResponse::from_error(error)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            span.in_scope(|| tracing::error!(panic = %message, "request handler panicked"));
+            let error = ApiError::new(problem::INTERNAL_ERROR, "an unexpected error occurred; report the request id if it persists");
+            ServiceResponse::new(http_req, HttpResponse::from_error(error))
+        }
+    };
+
+    let status = res.status();
+    if status.is_client_error() || status.is_server_error() {
+        res = render_problem(res, &method, &path, &request_id);
+    }
+    let headers = res.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if path == "/api" || path.starts_with("/api/") {
+        headers.insert(API_VERSION, HeaderValue::from_static("1"));
+        if !(path == "/api/v1" || path.starts_with("/api/v1/")) {
+            headers.insert(API_VERSION_DEFAULTED, HeaderValue::from_static("true"));
+        }
+        // API responses hold personal data and tokens: no cache keeps them unless a route
+        // says otherwise.
+        if !headers.contains_key(header::CACHE_CONTROL) {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status = status.as_u16(), elapsed_ms, "request finished"));
+    Ok(res)
+}
+
+fn render_problem(
+    res: ServiceResponse<BoxBody>,
+    method: &actix_web::http::Method,
+    path: &str,
+    request_id: &str,
+) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    let (kind, detail, errors) = match res.response().error() {
+        Some(error) => match error.as_error::<ApiError>() {
+            Some(api) => (api.problem, api.detail.clone(), api.errors.clone()),
+            None => {
+                let kind = ProblemType::for_status(status);
+                if status.is_server_error() {
+                    tracing::error!(error = %error, "internal error");
+                    (kind, kind.description.to_owned(), Vec::new())
+                } else {
+                    (kind, error.to_string(), Vec::new())
+                }
+            }
+        },
+        None => {
+            let kind = ProblemType::for_status(status);
+            let detail = match status.as_u16() {
+                404 => format!("no resource at {path}"),
+                405 => format!("{path} does not support {method}"),
+                _ => kind.description.to_owned(),
+            };
+            (kind, detail, Vec::new())
+        }
+    };
+    let problem = Problem {
+        type_uri: kind.type_uri(),
+        title: kind.title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        instance: path.to_owned(),
+        error_code: kind.code.to_owned(),
+        request_id: request_id.to_owned(),
+        errors,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    res.map_body(|head, _| {
+        head.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        head.headers_mut().remove(header::CONTENT_LENGTH);
+        BoxBody::new(body)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_sanitised() {
+        assert!(sane_request_id("abc-123_DEF.4"));
+        assert!(sane_request_id(&"a".repeat(128)));
+        for bad in ["", "with space", "new\nline", "<script>", &"a".repeat(129)] {
+            assert!(!sane_request_id(bad), "{bad:?}");
+        }
+    }
+}

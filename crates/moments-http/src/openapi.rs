@@ -1,0 +1,129 @@
+//! The OpenAPI 3.1 document: every route, schema, error response and security scheme.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr};
+use utoipa::{Modify, OpenApi};
+
+use crate::problem::{FieldError, PROBLEM_JSON, Problem};
+use crate::routes::{auth, ops};
+
+/// The API description served at `/openapi.json` and printed by `moments openapi`.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Moments API",
+        version = "1",
+        description = "Accounts, sessions and social posts.\n\n\
+            Every route lives under `/api/v1`; the same route under `/api` answers as the latest \
+            version and adds `X-API-Version-Defaulted: true`. Every error is \
+            `application/problem+json` (RFC 9457) with a stable `error_code`; \
+            `GET /problems/{code}` describes each one. Every response carries `X-Request-Id`.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        auth::register, auth::login, auth::refresh, auth::logout, auth::me,
+        ops::health, ops::ready, ops::describe_problem,
+    ),
+    components(schemas(Problem, FieldError)),
+    modifiers(&SecurityAndErrors),
+    tags(
+        (name = "auth", description = "Registration, sign-in and sessions"),
+        (name = "operations", description = "Health, readiness and problem types"),
+    ),
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer security scheme and the error responses every route can give, so no route
+/// can forget one: 500 and 503 everywhere; 400, 413, 415 and 422 where there is a JSON body;
+/// 401 where a token is required; 404 and 405 are documented once in the description.
+struct SecurityAndErrors;
+
+fn problem_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
+        .build()
+        .into()
+}
+
+fn operations(doc: &mut OpenApiDoc) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            item.get.as_mut(),
+            item.put.as_mut(),
+            item.post.as_mut(),
+            item.delete.as_mut(),
+            item.patch.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+fn requires_token(operation: &Operation) -> bool {
+    operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement).is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    })
+}
+
+impl Modify for SecurityAndErrors {
+    fn modify(&self, doc: &mut OpenApiDoc) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An access token from `POST /api/v1/auth/login` or `/refresh`."))
+                    .build(),
+            ),
+        );
+        for operation in operations(doc) {
+            let has_body = operation.request_body.is_some();
+            let secured = requires_token(operation);
+            let responses = &mut operation.responses.responses;
+            let mut add = |status: &str, description: &str| {
+                responses.entry(status.to_owned()).or_insert_with(|| problem_response(description));
+            };
+            if has_body {
+                add("400", "`malformed_request`: the body is not valid JSON");
+                add("413", "`payload_too_large`: the body exceeds 64 KiB");
+                add("415", "`unsupported_media_type`: the body is not `application/json`");
+                add("422", "`validation_failed`: `errors` names each invalid field");
+            }
+            if secured {
+                add("401", "`unauthenticated`, `invalid_token` or `token_expired`");
+            }
+            add("500", "`internal_error`: a bug; report the request id");
+            add("503", "`service_unavailable`: a dependency is not answering; retry later");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_documents_its_errors() {
+        let mut doc = ApiDoc::openapi();
+        for operation in operations(&mut doc) {
+            let id = operation.operation_id.clone().unwrap_or_default();
+            let codes: Vec<&String> = operation.responses.responses.keys().collect();
+            for status in ["500", "503"] {
+                assert!(codes.iter().any(|c| *c == status), "{id} lacks {status}");
+            }
+            if operation.request_body.is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(codes.iter().any(|c| *c == status), "{id} lacks {status}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! `/auth`: registration, login, refresh, logout and the current user.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use moments_domain::account::Registration;
+use moments_domain::session::TokenPair;
+use moments_domain::user::{Me, User};
+use moments_domain::value::{Email, Password, Username};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Authenticated, client_info};
+use crate::problem::{FieldError, Problem};
+
+/// Collects field errors from parsing several values.
+#[derive(Debug, Default)]
+struct Fields(Vec<FieldError>);
+
+impl Fields {
+    fn check<T>(&mut self, field: &str, parsed: Result<T, moments_domain::value::InvalidValue>) -> Option<T> {
+        parsed
+            .map_err(|e| {
+                self.0.push(FieldError { field: field.to_owned(), code: e.code.to_owned(), message: e.message })
+            })
+            .ok()
+    }
+
+    fn required(&mut self, field: &str, value: &str) -> bool {
+        if value.is_empty() {
+            self.0.push(FieldError { field: field.to_owned(), code: "required".into(), message: "must not be empty".into() });
+        }
+        !value.is_empty()
+    }
+
+    fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::validation(self.0)) }
+    }
+}
+
+/// A new account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// 3 to 32 characters of `[a-z0-9_]` after NFKC normalisation and lowercasing.
+    #[schema(example = "alice")]
+    pub username: String,
+    /// E-mail address; unique, compared case-insensitively.
+    #[schema(example = "alice@example.com")]
+    pub email: String,
+    /// 12 to 128 characters, not one of the most common passwords.
+    #[schema(example = "correct horse battery staple", format = Password)]
+    pub password: String,
+}
+
+impl RegisterRequest {
+    fn parse(&self) -> Result<Registration, ApiError> {
+        let mut fields = Fields::default();
+        let username = fields.check("username", Username::parse(&self.username));
+        let email = fields.check("email", Email::parse(&self.email));
+        let password = fields.check("password", Password::parse(&self.password));
+        fields.finish()?;
+        match (username, email, password) {
+            (Some(username), Some(email), Some(password)) => Ok(Registration { username, email, password }),
+            _ => Err(ApiError::internal(&"validation passed without values")),
+        }
+    }
+}
+
+/// A user account, as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserResponse {
+    /// The account's id (UUIDv7).
+    pub id: Uuid,
+    /// Normalised username.
+    pub username: String,
+    /// E-mail address as entered.
+    pub email: String,
+    /// Name to show instead of the username, if set.
+    pub display_name: Option<String>,
+    /// Whether the address has been verified.
+    pub email_verified: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// When the account last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&User> for UserResponse {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            username: user.username.as_str().to_owned(),
+            email: user.email.as_str().to_owned(),
+            display_name: user.display_name.clone(),
+            email_verified: user.email_verified,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+}
+
+/// The signed-in user: the account plus roles, permissions and sign-in methods.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    /// The account's id.
+    pub id: Uuid,
+    /// Normalised username.
+    pub username: String,
+    /// E-mail address.
+    pub email: String,
+    /// Display name, if set.
+    pub display_name: Option<String>,
+    /// Whether the address has been verified.
+    pub email_verified: bool,
+    /// When the account was created.
+    pub created_at: DateTime<Utc>,
+    /// When the account last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Roles held.
+    #[schema(example = json!(["user"]))]
+    pub roles: Vec<String>,
+    /// Permissions granted by those roles (`resource:action`).
+    #[schema(example = json!(["posts:write"]))]
+    pub permissions: Vec<String>,
+    /// Whether the account can sign in with a password.
+    pub has_password: bool,
+    /// Linked identity providers.
+    pub providers: Vec<String>,
+}
+
+impl From<Me> for MeResponse {
+    fn from(me: Me) -> Self {
+        let user = UserResponse::from(&me.user);
+        Self {
+            id: user.id,
+            username: user.username,
+            email: user.email,
+            display_name: user.display_name,
+            email_verified: user.email_verified,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            roles: me.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            permissions: me.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+            has_password: me.has_password,
+            providers: me.providers,
+        }
+    }
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Username or e-mail address.
+    #[schema(example = "alice")]
+    pub login: String,
+    /// The password.
+    #[schema(example = "correct horse battery staple", format = Password)]
+    pub password: String,
+}
+
+/// A refresh token to exchange or revoke.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The refresh token from the last token pair.
+    pub refresh_token: String,
+}
+
+/// A new access token and refresh token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPairResponse {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Opaque token for `POST /auth/refresh`; single use.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: i64,
+    /// Seconds until the refresh token expires.
+    #[schema(example = 604800)]
+    pub refresh_expires_in: i64,
+}
+
+fn token_response(pair: TokenPair) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .json(TokenPairResponse {
+            access_token: pair.access_token.expose().to_owned(),
+            refresh_token: pair.refresh_token.expose().to_owned(),
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_expires_in: pair.refresh_expires_in,
+        })
+}
+
+/// Create an account.
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth", operation_id = "register",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "The account was created with the `user` role", body = UserResponse),
+        (status = 409, description = "`username_taken` or `email_taken`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
+pub async fn register(
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let registration = body.parse()?;
+    let user = state.accounts.register(registration).await?;
+    Ok(HttpResponse::Created().json(UserResponse::from(&user)))
+}
+
+/// Sign in with a username or e-mail address and a password.
+///
+/// An unknown account and a wrong password get the same answer in the same time. A disabled
+/// account is reported only after the right password.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in: a new session", body = TokenPairResponse),
+        (status = 401, description = "`invalid_credentials`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::default();
+    fields.required("login", &body.login);
+    fields.required("password", &body.password);
+    let password = fields.check("password", Password::for_verification(&body.password));
+    fields.finish()?;
+    let Some(password) = password else {
+        return Err(ApiError::internal(&"validation passed without a password"));
+    };
+    let pair = state.accounts.login(body.login.trim(), &password, client_info(&req)).await?;
+    Ok(token_response(pair))
+}
+
+/// Exchange a refresh token for a new token pair.
+///
+/// The presented token stops working. Presenting an already exchanged token again revokes the
+/// whole session (`refresh_token_reused`).
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth", operation_id = "refresh",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair", body = TokenPairResponse),
+        (status = 401, description = "`invalid_refresh_token` or `refresh_token_reused`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
+pub async fn refresh(
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::default();
+    fields.required("refresh_token", &body.refresh_token);
+    fields.finish()?;
+    let pair = state.accounts.refresh(&body.refresh_token).await?;
+    Ok(token_response(pair))
+}
+
+/// Sign out: revoke the session the refresh token belongs to.
+///
+/// Answers 204 also for an unknown or already revoked token (RFC 7009): either way the token
+/// no longer works.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout",
+    request_body = RefreshRequest,
+    responses((status = 204, description = "The session is revoked")),
+    security(()),
+)]
+pub async fn logout(
+    state: web::Data<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::default();
+    fields.required("refresh_token", &body.refresh_token);
+    fields.finish()?;
+    state.accounts.logout(&body.refresh_token).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The signed-in user, with roles, permissions and sign-in methods.
+#[utoipa::path(
+    get, path = "/api/v1/auth/me", tag = "auth", operation_id = "get_me",
+    responses((status = 200, description = "The caller's account", body = MeResponse)),
+    security(("bearer" = [])),
+)]
+pub async fn me(
+    state: web::Data<AppState>,
+    Authenticated(actor): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let me = state.accounts.current_user(&actor).await?;
+    Ok(HttpResponse::Ok().json(MeResponse::from(me)))
+}
+
+/// Registers the `/auth` routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/register", web::post().to(register))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/refresh", web::post().to(refresh))
+        .route("/auth/logout", web::post().to(logout))
+        .route("/auth/me", web::get().to(me));
+}

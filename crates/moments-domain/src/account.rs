@@ -166,6 +166,21 @@ impl AccountService {
 
     /// Creates an account with the default role. The password is hashed off the executor.
     pub async fn register(&self, registration: Registration) -> Result<User, RegisterError> {
+        self.register_with_roles(registration, &[]).await
+    }
+
+    /// Creates an account with the default role plus `extra_roles` (the CLI's `--admin`).
+    pub async fn register_with_roles(
+        &self,
+        registration: Registration,
+        extra_roles: &[RoleName],
+    ) -> Result<User, RegisterError> {
+        let mut roles = vec![default_role()?];
+        for role in extra_roles {
+            if !roles.contains(role) {
+                roles.push(role.clone());
+            }
+        }
         let hash = self.ports.hasher.hash(&registration.password).await?;
         let new_user = NewUser {
             id: UserId::from_uuid(self.ports.ids.new_id()),
@@ -173,17 +188,16 @@ impl AccountService {
             email: registration.email,
             display_name: None,
             password_hash: Some(hash),
-            roles: vec![default_role()?],
+            roles,
             created_at: self.ports.clock.now(),
         };
         match self.ports.users.create_user(new_user).await {
             Ok(user) => Ok(user),
             Err(CreateUserError::UsernameTaken) => Err(RegisterError::UsernameTaken),
             Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
-            Err(CreateUserError::UnknownRole(role)) => Err(InfraError::internal(format!(
-                "default role {role} is missing from the store"
-            ))
-            .into()),
+            Err(CreateUserError::UnknownRole(role)) => {
+                Err(InfraError::internal(format!("role {role} is missing from the store")).into())
+            }
             Err(CreateUserError::Infra(e)) => Err(e.into()),
         }
     }

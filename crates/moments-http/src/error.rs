@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use moments_domain::InfraError;
 use moments_domain::account::{AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError};
 
-use crate::problem::{self, FieldError, ProblemType};
+use crate::problem::{self, FieldError, PROBLEM_JSON, Problem, ProblemType};
 
 /// An error response: a problem type, a detail, field errors and extra headers.
 #[derive(Debug, Clone)]
@@ -19,6 +19,17 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// `WWW-Authenticate` for 401s.
     pub www_authenticate: Option<&'static str>,
+    /// The request it answers, when known: lets `error_response` render the whole problem.
+    pub context: Option<ProblemContext>,
+}
+
+/// The request an error answers: its id and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProblemContext {
+    /// The request id.
+    pub request_id: String,
+    /// The request path (`instance`).
+    pub instance: String,
 }
 
 impl std::fmt::Display for ApiError {
@@ -35,6 +46,31 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             www_authenticate: None,
+            context: None,
+        }
+    }
+
+    /// The same error, bound to the request it answers.
+    pub fn with_context(mut self, context: ProblemContext) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// The problem body for this error.
+    pub fn to_problem(&self) -> Problem {
+        let (request_id, instance) = match &self.context {
+            Some(c) => (c.request_id.clone(), c.instance.clone()),
+            None => (String::new(), String::new()),
+        };
+        Problem {
+            type_uri: self.problem.type_uri(),
+            title: self.problem.title.to_owned(),
+            status: self.problem.status.as_u16(),
+            detail: self.detail.clone(),
+            instance,
+            error_code: self.problem.code.to_owned(),
+            request_id,
+            errors: self.errors.clone(),
         }
     }
 
@@ -80,14 +116,20 @@ impl ResponseError for ApiError {
         self.problem.status
     }
 
-    /// A bare response; the edge middleware renders the problem body (it knows the request id
-    /// and path) and keeps these headers.
+    /// The problem+json response. Handlers' errors are rendered again by the edge middleware,
+    /// which adds the request's id and path; errors raised by the edge itself carry them.
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.problem.status);
         if let Some(challenge) = self.www_authenticate {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
         }
-        response.finish()
+        let mut response = response
+            .content_type(PROBLEM_JSON)
+            .body(serde_json::to_vec(&self.to_problem()).unwrap_or_default());
+        if let Some(context) = &self.context {
+            crate::middleware::standard_headers(response.headers_mut(), &context.instance, &context.request_id);
+        }
+        response
     }
 }
 

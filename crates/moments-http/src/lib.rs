@@ -75,7 +75,7 @@ fn api(cfg: &mut web::ServiceConfig) {
 /// The whole application: routes, middleware, limits and error rendering.
 pub fn app(
     state: AppState,
-    config: &HttpConfig,
+    config: HttpConfig,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -88,7 +88,7 @@ pub fn app(
     App::new()
         .app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(extract::JSON_LIMIT))
-        .wrap(cors(config))
+        .wrap(cors(&config))
         .wrap(actix_web::middleware::from_fn(middleware::edge))
         .service(web::scope("/api/v1").configure(api))
         .service(web::scope("/api").configure(api))

@@ -6,15 +6,15 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage as _, HttpResponse};
+use actix_web::HttpMessage as _;
 use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use crate::error::ApiError;
-use crate::problem::{self, PROBLEM_JSON, Problem, ProblemType};
+use crate::error::{ApiError, ProblemContext};
+use crate::problem::{self, PROBLEM_JSON, ProblemType};
 
 /// The request id header.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -48,13 +48,22 @@ pub async fn edge(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let path = req.path().to_owned();
     let method = req.method().clone();
-    let http_req = req.request().clone();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let context = || ProblemContext { request_id: request_id.clone(), instance: path.clone() };
 
     let outcome = AssertUnwindSafe(next.call(req)).catch_unwind().instrument(span.clone()).await;
     let mut res = match outcome {
         Ok(Ok(res)) => res.map_into_boxed_body(),
-        Ok(Err(error)) => ServiceResponse::new(http_req, HttpResponse::from_error(error)),
+        // The request is gone (it moved into the inner service), so these two answer through
+        // an error that renders itself with the request's context.
+        Ok(Err(error)) => {
+            let api = match error.as_error::<ApiError>() {
+                Some(api) => api.clone(),
+                None => from_foreign_error(&error),
+            };
+            span.in_scope(|| tracing::info!(status = api.problem.status.as_u16(), "request failed"));
+            return Err(api.with_context(context()).into());
+        }
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()
@@ -62,8 +71,8 @@ pub async fn edge(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             span.in_scope(|| tracing::error!(panic = %message, "request handler panicked"));
-            let error = ApiError::new(problem::INTERNAL_ERROR, "an unexpected error occurred; report the request id if it persists");
-            ServiceResponse::new(http_req, HttpResponse::from_error(error))
+            let api = ApiError::new(problem::INTERNAL_ERROR, problem::INTERNAL_ERROR.description);
+            return Err(api.with_context(context()).into());
         }
     };
 
@@ -71,8 +80,16 @@ pub async fn edge(
     if status.is_client_error() || status.is_server_error() {
         res = render_problem(res, &method, &path, &request_id);
     }
-    let headers = res.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    standard_headers(res.headers_mut(), &path, &request_id);
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status = status.as_u16(), elapsed_ms, "request finished"));
+    Ok(res)
+}
+
+/// Headers every response carries: the request id, security headers and, under `/api`, the
+/// API version (and `no-store` unless the route chose a cache policy).
+pub fn standard_headers(headers: &mut HeaderMap, path: &str, request_id: &str) {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, value);
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -83,15 +100,22 @@ pub async fn edge(
         if !(path == "/api/v1" || path.starts_with("/api/v1/")) {
             headers.insert(API_VERSION_DEFAULTED, HeaderValue::from_static("true"));
         }
-        // API responses hold personal data and tokens: no cache keeps them unless a route
-        // says otherwise.
         if !headers.contains_key(header::CACHE_CONTROL) {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
     }
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status = status.as_u16(), elapsed_ms, "request finished"));
-    Ok(res)
+}
+
+/// An error from outside our code (actix, a middleware) as a problem: 5xx details stay hidden.
+fn from_foreign_error(error: &actix_web::Error) -> ApiError {
+    let status = error.as_response_error().status_code();
+    let kind = ProblemType::for_status(status);
+    if status.is_server_error() {
+        tracing::error!(error = %error, "internal error");
+        ApiError::new(kind, kind.description)
+    } else {
+        ApiError::new(kind, error.to_string())
+    }
 }
 
 fn render_problem(
@@ -101,19 +125,12 @@ fn render_problem(
     request_id: &str,
 ) -> ServiceResponse<BoxBody> {
     let status = res.status();
-    let (kind, detail, errors) = match res.response().error() {
+    let api = match res.response().error() {
         Some(error) => match error.as_error::<ApiError>() {
-            Some(api) => (api.problem, api.detail.clone(), api.errors.clone()),
-            None => {
-                let kind = ProblemType::for_status(status);
-                if status.is_server_error() {
-                    tracing::error!(error = %error, "internal error");
-                    (kind, kind.description.to_owned(), Vec::new())
-                } else {
-                    (kind, error.to_string(), Vec::new())
-                }
-            }
+            Some(api) => api.clone(),
+            None => from_foreign_error(error),
         },
+        // Responses without an error: the router's 404 and 405.
         None => {
             let kind = ProblemType::for_status(status);
             let detail = match status.as_u16() {
@@ -121,19 +138,13 @@ fn render_problem(
                 405 => format!("{path} does not support {method}"),
                 _ => kind.description.to_owned(),
             };
-            (kind, detail, Vec::new())
+            ApiError::new(kind, detail)
         }
     };
-    let problem = Problem {
-        type_uri: kind.type_uri(),
-        title: kind.title.to_owned(),
-        status: status.as_u16(),
-        detail,
-        instance: path.to_owned(),
-        error_code: kind.code.to_owned(),
-        request_id: request_id.to_owned(),
-        errors,
-    };
+    let mut problem = api.to_problem();
+    problem.status = status.as_u16();
+    problem.instance = path.to_owned();
+    problem.request_id = request_id.to_owned();
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     res.map_body(|head, _| {
         head.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

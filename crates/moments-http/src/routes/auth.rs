@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Authenticated, client_info};
 use crate::problem::{FieldError, Problem};
+use crate::routes::endpoint;
 
 /// Collects field errors from parsing several values.
 #[derive(Debug, Default)]
@@ -313,9 +314,9 @@ pub async fn me(
 
 /// Registers the `/auth` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/register", web::post().to(register))
-        .route("/auth/login", web::post().to(login))
-        .route("/auth/refresh", web::post().to(refresh))
-        .route("/auth/logout", web::post().to(logout))
-        .route("/auth/me", web::get().to(me));
+    cfg.service(endpoint("/auth/register").route(web::post().to(register)))
+        .service(endpoint("/auth/login").route(web::post().to(login)))
+        .service(endpoint("/auth/refresh").route(web::post().to(refresh)))
+        .service(endpoint("/auth/logout").route(web::post().to(logout)))
+        .service(endpoint("/auth/me").route(web::get().to(me)));
 }

@@ -6,6 +6,7 @@ use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::openapi::ApiDoc;
+use crate::routes::endpoint;
 
 const REDOC_JS: &[u8] = include_bytes!("../../assets/redoc.standalone.js");
 
@@ -42,7 +43,7 @@ async fn docs_root() -> HttpResponse {
 /// Registers `/openapi.json`, `/docs` (Swagger UI, vendored) and `/redoc`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
-        .route("/docs", web::get().to(docs_root))
-        .route("/redoc", web::get().to(redoc))
-        .route("/redoc/redoc.standalone.js", web::get().to(redoc_js));
+        .service(endpoint("/docs").route(web::get().to(docs_root)))
+        .service(endpoint("/redoc").route(web::get().to(redoc)))
+        .service(endpoint("/redoc/redoc.standalone.js").route(web::get().to(redoc_js)));
 }

@@ -3,3 +3,11 @@
 pub mod auth;
 pub mod docs;
 pub mod ops;
+
+use actix_web::{HttpResponse, Resource, web};
+
+/// A resource whose unsupported methods answer 405 (rendered as problem+json by the edge),
+/// rather than falling through to 404.
+pub(crate) fn endpoint(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(HttpResponse::MethodNotAllowed))
+}

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::problem::{self, Problem, ProblemType};
+use crate::routes::endpoint;
 
 /// How long readiness waits for each dependency: short enough to answer within 2 s.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -101,7 +102,7 @@ pub async fn describe_problem(code: web::Path<String>) -> Result<HttpResponse, A
 
 /// Registers the operations routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/problems/{code}", web::get().to(describe_problem));
+    cfg.service(endpoint("/health").route(web::get().to(health)))
+        .service(endpoint("/ready").route(web::get().to(ready)))
+        .service(endpoint("/problems/{code}").route(web::get().to(describe_problem)));
 }

@@ -1,0 +1,348 @@
+//! Configuration from the environment, validated at start-up. Every error names the variable
+//! and what is wrong with it. docs/configuration.md lists every setting with its default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use moments_crypto::Argon2Config;
+use secrecy::SecretSlice;
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong, and what would be right.
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { var, problem: problem.into() }
+}
+
+/// Development (the default) or production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// Generates and keeps a signing secret under the data directory; human-readable logs.
+    Development,
+    /// Requires a strong signing secret; JSON logs.
+    Production,
+}
+
+/// Which store to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseConfig {
+    /// An SQLite file (the embedded default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+/// Where the access-token signing secret comes from.
+#[derive(Clone)]
+pub enum JwtSecretSource {
+    /// `MOMENTS_JWT_SECRET`.
+    Configured(SecretSlice<u8>),
+    /// Development only: generated once and kept in this file.
+    Generated(PathBuf),
+}
+
+impl std::fmt::Debug for JwtSecretSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured(_) => f.write_str("Configured([redacted])"),
+            Self::Generated(path) => f.debug_tuple("Generated").field(path).finish(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `MOMENTS_ENV`.
+    pub environment: Environment,
+    /// `MOMENTS_LISTEN`.
+    pub listen: SocketAddr,
+    /// `MOMENTS_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`.
+    pub database: DatabaseConfig,
+    /// `MOMENTS_DATABASE_POOL_SIZE`.
+    pub database_pool_size: usize,
+    /// `MOMENTS_DATABASE_TIMEOUT_MS`.
+    pub database_timeout: Duration,
+    /// `MOMENTS_AUTO_MIGRATE`.
+    pub auto_migrate: bool,
+    /// `MOMENTS_PUBLIC_URL`: the token issuer and the base of absolute URLs.
+    pub public_url: String,
+    /// `MOMENTS_JWT_SECRET`, or a generated development secret.
+    pub jwt_secret: JwtSecretSource,
+    /// `MOMENTS_JWT_AUDIENCE`.
+    pub jwt_audience: String,
+    /// `MOMENTS_ACCESS_TOKEN_TTL_SECONDS`.
+    pub access_token_ttl: TimeDelta,
+    /// `MOMENTS_REFRESH_TOKEN_TTL_SECONDS`.
+    pub refresh_token_ttl: TimeDelta,
+    /// `MOMENTS_SESSION_MAX_AGE_SECONDS`.
+    pub session_max_age: TimeDelta,
+    /// `MOMENTS_ARGON2_*` and `MOMENTS_HASHING_CONCURRENCY`.
+    pub argon2: Argon2Config,
+    /// `MOMENTS_CORS_ORIGINS`.
+    pub cors_origins: Vec<String>,
+    /// `MOMENTS_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `MOMENTS_SHUTDOWN_TIMEOUT_SECONDS`: how long in-flight requests may finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+/// Shortest accepted signing secret, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Fewest distinct bytes a signing secret must have (refuses `aaaa…` and similar).
+pub const MIN_SECRET_DISTINCT_BYTES: usize = 10;
+
+fn check_secret(var: &'static str, secret: &[u8]) -> Result<(), ConfigError> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(err(var, format!("must be at least {MIN_SECRET_BYTES} bytes (it has {})", secret.len())));
+    }
+    let mut distinct = secret.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_SECRET_DISTINCT_BYTES {
+        return Err(err(var, "is too repetitive to be a secret; generate one with `openssl rand -base64 48`"));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let number = |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(err(var, format!("must be a whole number from {min} to {max}, not {raw:?}"))),
+                },
+            }
+        };
+        let flag = |var: &'static str| -> Result<bool, ConfigError> {
+            match get(var).as_deref() {
+                None | Some("false" | "0" | "no") => Ok(false),
+                Some("true" | "1" | "yes") => Ok(true),
+                Some(other) => Err(err(var, format!("must be true or false, not {other:?}"))),
+            }
+        };
+        let seconds = |var: &'static str, default: u64, min: u64, max: u64| -> Result<TimeDelta, ConfigError> {
+            let n = number(var, default, min, max)?;
+            i64::try_from(n).map(TimeDelta::seconds).map_err(|_| err(var, "is too large"))
+        };
+
+        let environment = match get("MOMENTS_ENV").as_deref() {
+            None | Some("development") => Environment::Development,
+            Some("production") => Environment::Production,
+            Some(other) => return Err(err("MOMENTS_ENV", format!("must be development or production, not {other:?}"))),
+        };
+        let listen_raw = get("MOMENTS_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_raw
+            .parse()
+            .map_err(|_| err("MOMENTS_LISTEN", format!("must be an address and port such as 127.0.0.1:8080, not {listen_raw:?}")))?;
+        let data_dir = PathBuf::from(get("MOMENTS_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database = match get("DATABASE_URL") {
+            None => DatabaseConfig::Sqlite(data_dir.join("moments.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => DatabaseConfig::Postgres(url),
+            Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+                Some(path) if !path.is_empty() => DatabaseConfig::Sqlite(PathBuf::from(path)),
+                _ => {
+                    return Err(err(
+                        "DATABASE_URL",
+                        "must be postgres://… or sqlite://PATH (unset: an SQLite file in the data directory)",
+                    ));
+                }
+            },
+        };
+        let public_url = get("MOMENTS_PUBLIC_URL")
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| format!("http://{listen}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(err("MOMENTS_PUBLIC_URL", "must be an absolute http:// or https:// URL"));
+        }
+        if get("MOMENTS_JWT_SIGNING_KEY_FILE").is_some() || get("MOMENTS_JWT_VERIFY_KEY_FILES").is_some() {
+            return Err(err(
+                "MOMENTS_JWT_SIGNING_KEY_FILE",
+                "asymmetric signing keys are not supported by this version yet; use MOMENTS_JWT_SECRET (HS256)",
+            ));
+        }
+        let jwt_secret = match (get("MOMENTS_JWT_SECRET"), environment) {
+            (Some(secret), _) => {
+                check_secret("MOMENTS_JWT_SECRET", secret.as_bytes())?;
+                JwtSecretSource::Configured(SecretSlice::from(secret.into_bytes()))
+            }
+            (None, Environment::Development) => JwtSecretSource::Generated(data_dir.join("jwt-secret")),
+            (None, Environment::Production) => {
+                return Err(err(
+                    "MOMENTS_JWT_SECRET",
+                    format!("is required in production: at least {MIN_SECRET_BYTES} random bytes"),
+                ));
+            }
+        };
+        let access_token_ttl = seconds("MOMENTS_ACCESS_TOKEN_TTL_SECONDS", 900, 60, 86_400)?;
+        let refresh_token_ttl = seconds("MOMENTS_REFRESH_TOKEN_TTL_SECONDS", 604_800, 300, 31_536_000)?;
+        let session_max_age = seconds("MOMENTS_SESSION_MAX_AGE_SECONDS", 2_592_000, 300, 31_536_000)?;
+        if session_max_age < refresh_token_ttl {
+            return Err(err(
+                "MOMENTS_SESSION_MAX_AGE_SECONDS",
+                "must not be shorter than MOMENTS_REFRESH_TOKEN_TTL_SECONDS",
+            ));
+        }
+        let defaults = Argon2Config::default();
+        let to_u32 = |var: &'static str, n: u64| u32::try_from(n).map_err(|_| err(var, "is too large"));
+        let argon2 = Argon2Config {
+            memory_kib: to_u32("MOMENTS_ARGON2_MEMORY_KIB", number("MOMENTS_ARGON2_MEMORY_KIB", defaults.memory_kib.into(), 19_456, 4_194_304)?)?,
+            iterations: to_u32("MOMENTS_ARGON2_ITERATIONS", number("MOMENTS_ARGON2_ITERATIONS", defaults.iterations.into(), 2, 100)?)?,
+            parallelism: to_u32("MOMENTS_ARGON2_PARALLELISM", number("MOMENTS_ARGON2_PARALLELISM", defaults.parallelism.into(), 1, 64)?)?,
+            max_concurrent: usize::try_from(number("MOMENTS_HASHING_CONCURRENCY", defaults.max_concurrent as u64, 1, 1024)?)
+                .map_err(|_| err("MOMENTS_HASHING_CONCURRENCY", "is too large"))?,
+        };
+        let cors_origins = match get("MOMENTS_CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(|origin| {
+                    if (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/') {
+                        Ok(origin.to_owned())
+                    } else {
+                        Err(err("MOMENTS_CORS_ORIGINS", format!("{origin:?} is not an origin such as https://app.example.com")))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let log_format = match get("MOMENTS_LOG_FORMAT").as_deref() {
+            None if environment == Environment::Production => LogFormat::Json,
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(err("MOMENTS_LOG_FORMAT", format!("must be text or json, not {other:?}"))),
+        };
+        Ok(Self {
+            environment,
+            listen,
+            data_dir,
+            database,
+            database_pool_size: usize::try_from(number("MOMENTS_DATABASE_POOL_SIZE", 16, 1, 1000)?)
+                .map_err(|_| err("MOMENTS_DATABASE_POOL_SIZE", "is too large"))?,
+            database_timeout: Duration::from_millis(number("MOMENTS_DATABASE_TIMEOUT_MS", 2000, 100, 60_000)?),
+            auto_migrate: flag("MOMENTS_AUTO_MIGRATE")?,
+            public_url,
+            jwt_secret,
+            jwt_audience: get("MOMENTS_JWT_AUDIENCE").unwrap_or_else(|| "moments".into()),
+            access_token_ttl,
+            refresh_token_ttl,
+            session_max_age,
+            argon2,
+            cors_origins,
+            log_format,
+            shutdown_timeout: Duration::from_secs(number("MOMENTS_SHUTDOWN_TIMEOUT_SECONDS", 30, 1, 3600)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const STRONG: &str = "k3J9x0PqLm2Vb7Nc4Zr8Ty1Ws6Ud5Ae0Hf";
+
+    #[test]
+    fn defaults_are_the_embedded_development_setup() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database, DatabaseConfig::Sqlite(PathBuf::from("./data/moments.db")));
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert!(matches!(c.jwt_secret, JwtSecretSource::Generated(ref p) if p == &PathBuf::from("./data/jwt-secret")));
+        assert_eq!(c.access_token_ttl, TimeDelta::minutes(15));
+        assert_eq!(c.refresh_token_ttl, TimeDelta::days(7));
+        assert_eq!(c.session_max_age, TimeDelta::days(30));
+        assert_eq!(c.argon2.memory_kib, 19_456);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn production_needs_a_strong_secret() {
+        let e = config(&[("MOMENTS_ENV", "production")]).unwrap_err();
+        assert_eq!(e.var, "MOMENTS_JWT_SECRET");
+        let e = config(&[("MOMENTS_ENV", "production"), ("MOMENTS_JWT_SECRET", "short")]).unwrap_err();
+        assert_eq!(e.var, "MOMENTS_JWT_SECRET");
+        assert!(e.problem.contains("32"), "{e}");
+        let repetitive = "a".repeat(64);
+        let e = config(&[("MOMENTS_ENV", "production"), ("MOMENTS_JWT_SECRET", &repetitive)]).unwrap_err();
+        assert!(e.problem.contains("repetitive"), "{e}");
+        let c = config(&[("MOMENTS_ENV", "production"), ("MOMENTS_JWT_SECRET", STRONG)]).unwrap();
+        assert!(matches!(c.jwt_secret, JwtSecretSource::Configured(_)));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(!format!("{c:?}").contains(STRONG), "the secret must not print");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("MOMENTS_LISTEN", "not-an-address"),
+            ("MOMENTS_ENV", "staging"),
+            ("DATABASE_URL", "mysql://x"),
+            ("MOMENTS_ACCESS_TOKEN_TTL_SECONDS", "ten"),
+            ("MOMENTS_ACCESS_TOKEN_TTL_SECONDS", "5"),
+            ("MOMENTS_AUTO_MIGRATE", "maybe"),
+            ("MOMENTS_CORS_ORIGINS", "app.example.com"),
+            ("MOMENTS_ARGON2_MEMORY_KIB", "1024"),
+            ("MOMENTS_PUBLIC_URL", "example.com"),
+            ("MOMENTS_JWT_SIGNING_KEY_FILE", "/keys/ed25519.pem"),
+        ] {
+            let e = config(&[(var, value)]).unwrap_err();
+            assert_eq!(e.var, var, "{var}={value}: {e}");
+        }
+        let e = config(&[("MOMENTS_REFRESH_TOKEN_TTL_SECONDS", "9000000"), ("MOMENTS_SESSION_MAX_AGE_SECONDS", "600")]).unwrap_err();
+        assert_eq!(e.var, "MOMENTS_SESSION_MAX_AGE_SECONDS");
+    }
+
+    #[test]
+    fn database_urls() {
+        let c = config(&[("DATABASE_URL", "postgres://u@h/db")]).unwrap();
+        assert_eq!(c.database, DatabaseConfig::Postgres("postgres://u@h/db".into()));
+        let c = config(&[("DATABASE_URL", "sqlite:///var/lib/moments.db")]).unwrap();
+        assert_eq!(c.database, DatabaseConfig::Sqlite(PathBuf::from("/var/lib/moments.db")));
+        let c = config(&[("DATABASE_URL", "sqlite://data/x.db")]).unwrap();
+        assert_eq!(c.database, DatabaseConfig::Sqlite(PathBuf::from("data/x.db")));
+    }
+
+    #[test]
+    fn cors_origins_are_listed_exactly() {
+        let c = config(&[("MOMENTS_CORS_ORIGINS", "https://app.example.com, http://localhost:3000")]).unwrap();
+        assert_eq!(c.cors_origins, vec!["https://app.example.com", "http://localhost:3000"]);
+    }
+}

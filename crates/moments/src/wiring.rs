@@ -1,0 +1,181 @@
+//! Wiring: the only place that names concrete adapters.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::TimeDelta;
+use moments_crypto::{Argon2Hasher, JwtConfig, JwtTokens, RandomSecrets};
+use moments_domain::account::AccountPorts;
+use moments_domain::ports::{Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore, UuidV7Generator};
+use moments_domain::{AccountService, SessionPolicy};
+use moments_http::{AppState, HttpConfig};
+use moments_postgres::{PgConfig, PgStore};
+use moments_sqlite::{SqliteConfig, SqliteStore};
+use secrecy::SecretSlice;
+
+use crate::config::{Config, DatabaseConfig, JwtSecretSource};
+
+/// The configured store.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// The embedded SQLite file.
+    Sqlite(Arc<SqliteStore>),
+    /// PostgreSQL.
+    Postgres(Arc<PgStore>),
+}
+
+/// What to do about pending migrations when opening a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrations {
+    /// Apply them.
+    Apply,
+    /// Refuse to continue while any is pending (PostgreSQL without `MOMENTS_AUTO_MIGRATE`).
+    RequireCurrent,
+}
+
+impl Store {
+    /// Opens the configured store. SQLite always migrates itself; PostgreSQL follows `migrations`.
+    pub async fn open(config: &Config, migrations: Migrations) -> anyhow::Result<Self> {
+        match &config.database {
+            DatabaseConfig::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let sqlite_config = SqliteConfig::new(path.clone());
+                let store = tokio::task::spawn_blocking(move || -> anyhow::Result<SqliteStore> {
+                    let store = SqliteStore::open(&sqlite_config)?;
+                    store.migrate()?;
+                    Ok(store)
+                })
+                .await??;
+                tracing::info!(path = %path.display(), "using SQLite");
+                Ok(Self::Sqlite(Arc::new(store)))
+            }
+            DatabaseConfig::Postgres(url) => {
+                let store = PgStore::connect(&PgConfig {
+                    url: url.clone(),
+                    pool_size: config.database_pool_size,
+                    operation_timeout: config.database_timeout,
+                })?;
+                match migrations {
+                    Migrations::Apply => {
+                        let applied = store.migrate().await?;
+                        tracing::info!(applied = applied.len(), "PostgreSQL migrations applied");
+                    }
+                    Migrations::RequireCurrent => {
+                        let pending = store.pending_migrations().await?;
+                        if !pending.is_empty() {
+                            bail!(
+                                "the database is behind by {} migration(s) ({}): run `moments migrate` \
+                                 first, or set MOMENTS_AUTO_MIGRATE=true",
+                                pending.len(),
+                                pending.join(", ")
+                            );
+                        }
+                    }
+                }
+                tracing::info!("using PostgreSQL");
+                Ok(Self::Postgres(Arc::new(store)))
+            }
+        }
+    }
+
+    fn users(&self) -> Arc<dyn UserStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    fn sessions(&self) -> Arc<dyn SessionStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    fn probe(&self) -> Arc<dyn HealthProbe> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+}
+
+/// Reads the development signing secret, creating it (48 random bytes, mode 0600) on first
+/// start so tokens survive restarts.
+pub fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretSlice<u8>> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is not base64; delete it to generate a new secret", path.display()))?;
+        if bytes.len() < crate::config::MIN_SECRET_BYTES {
+            bail!("{} holds a secret shorter than 32 bytes; delete it to generate a new one", path.display());
+        }
+        return Ok(SecretSlice::from(bytes));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let bytes: [u8; 48] = rand::random();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{}", STANDARD.encode(bytes))?;
+    file.sync_all()?;
+    tracing::warn!(path = %path.display(), "generated a development signing secret; set MOMENTS_JWT_SECRET in production");
+    Ok(SecretSlice::from(bytes.to_vec()))
+}
+
+/// Builds the domain services and the HTTP state over a store.
+pub fn build_state(config: &Config, store: &Store) -> anyhow::Result<(AppState, HttpConfig)> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Generator);
+    let secret = match &config.jwt_secret {
+        JwtSecretSource::Configured(secret) => secret.clone(),
+        JwtSecretSource::Generated(path) => load_or_create_secret(path)?,
+    };
+    let tokens = Arc::new(JwtTokens::new(
+        JwtConfig {
+            secret,
+            issuer: config.public_url.clone(),
+            audience: config.jwt_audience.clone(),
+            ttl: config.access_token_ttl,
+            leeway: TimeDelta::seconds(30),
+        },
+        clock.clone(),
+        ids.clone(),
+    )?);
+    let hasher = Arc::new(Argon2Hasher::new(config.argon2)?);
+    let accounts = AccountService::new(
+        AccountPorts {
+            users: store.users(),
+            sessions: store.sessions(),
+            hasher,
+            issuer: tokens.clone(),
+            verifier: tokens,
+            secrets: Arc::new(RandomSecrets),
+            clock,
+            ids,
+        },
+        SessionPolicy {
+            refresh_token_ttl: config.refresh_token_ttl,
+            session_max_age: config.session_max_age,
+        },
+    );
+    let state = AppState {
+        accounts,
+        probes: vec![store.probe()],
+    };
+    let http = HttpConfig {
+        cors_origins: config.cors_origins.clone(),
+    };
+    Ok((state, http))
+}

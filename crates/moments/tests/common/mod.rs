@@ -1,0 +1,166 @@
+//! Shared test support: an application over a real store (SQLite file or PostgreSQL
+//! database), and helpers to call it through the actix router.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::collections::HashMap;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test;
+use moments::config::Config;
+use moments::wiring::{Migrations, Store, build_state};
+use moments_crypto::Argon2Config;
+use moments_http::{AppState, HttpConfig};
+use moments_postgres::testing::TestDatabase;
+use serde_json::{Value, json};
+
+/// A strong secret for tests.
+pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
+/// A browser origin the test app allows.
+pub const ALLOWED_ORIGIN: &str = "https://app.example.com";
+/// A password that meets the policy.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// An application state over a store, and whatever keeps that store alive.
+pub struct TestApp {
+    pub state: AppState,
+    pub http: HttpConfig,
+    _guard: Box<dyn std::any::Any>,
+}
+
+fn config(vars: &[(&str, String)]) -> Config {
+    let map: HashMap<&str, String> = vars.iter().cloned().collect();
+    let mut config = Config::from_lookup(|name| map.get(name).cloned()).expect("test config");
+    // Cheap hashing keeps tests fast; the production parameters are covered by the crypto tests.
+    config.argon2 = Argon2Config { memory_kib: 1024, iterations: 1, parallelism: 1, max_concurrent: 4 };
+    config
+}
+
+async fn app_over(vars: &[(&str, String)], guard: Box<dyn std::any::Any>) -> TestApp {
+    let config = config(vars);
+    let store = Store::open(&config, Migrations::Apply).await.expect("store");
+    let (state, http) = build_state(&config, &store).expect("state");
+    TestApp { state, http, _guard: guard }
+}
+
+/// An application on a fresh SQLite file.
+pub async fn sqlite_app() -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vars = [
+        ("MOMENTS_DATA_DIR", dir.path().display().to_string()),
+        ("MOMENTS_JWT_SECRET", SECRET.to_owned()),
+        ("MOMENTS_CORS_ORIGINS", ALLOWED_ORIGIN.to_owned()),
+    ];
+    Some(app_over(&vars, Box::new(dir)).await)
+}
+
+/// An application on a fresh PostgreSQL database (`None`: skipped, PostgreSQL unreachable).
+pub async fn postgres_app() -> Option<TestApp> {
+    let db = TestDatabase::create().await?;
+    let vars = [
+        ("DATABASE_URL", db.url().to_owned()),
+        ("MOMENTS_JWT_SECRET", SECRET.to_owned()),
+        ("MOMENTS_CORS_ORIGINS", ALLOWED_ORIGIN.to_owned()),
+    ];
+    Some(app_over(&vars, Box::new(db)).await)
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json body with this status and code, and returns it.
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "{:#}", self.body);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{:#}", self.body);
+        assert_eq!(self.body["error_code"], code, "{:#}", self.body);
+        assert_eq!(self.body["status"], status);
+        assert_eq!(self.body["type"], format!("/problems/{code}"));
+        for field in ["title", "detail", "instance", "request_id"] {
+            assert!(self.body[field].is_string(), "problem lacks {field}: {:#}", self.body);
+        }
+        assert_eq!(Some(self.body["request_id"].as_str().unwrap_or_default()), self.header("x-request-id"));
+        &self.body
+    }
+
+    /// The field errors of a 422, as (field, code) pairs.
+    pub fn field_errors(&self) -> Vec<(String, String)> {
+        self.problem(422, "validation_failed");
+        self.body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .map(|e| (e["field"].as_str().unwrap_or_default().to_owned(), e["code"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+}
+
+/// Sends a request and reads the reply.
+pub async fn send<S, B>(app: &S, req: test::TestRequest) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status();
+    let headers = res.headers().clone();
+    let raw = test::read_body(res).await.to_vec();
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Reply { status, headers, body, raw }
+}
+
+/// POSTs JSON.
+pub async fn post<S, B>(app: &S, path: &str, body: Value) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    send(app, test::TestRequest::post().uri(path).set_json(body)).await
+}
+
+/// GETs with an optional bearer token.
+pub async fn get<S, B>(app: &S, path: &str, token: Option<&str>) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = test::TestRequest::get().uri(path);
+    if let Some(token) = token {
+        req = req.insert_header(("authorization", format!("Bearer {token}")));
+    }
+    send(app, req).await
+}
+
+/// Registers an account and returns its JSON.
+pub async fn register<S, B>(app: &S, username: &str) -> Value
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let reply = post(app, "/api/v1/auth/register", json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD})).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    reply.body
+}
+
+/// Logs in and returns the token pair.
+pub async fn login<S, B>(app: &S, login: &str) -> Value
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let reply = post(app, "/api/v1/auth/login", json!({"login": login, "password": PASSWORD})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+    reply.body
+}

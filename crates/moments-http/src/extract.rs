@@ -73,6 +73,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     // Trailing characters after the value make the whole body malformed.
     de.end().map_err(|e| malformed(&e))?;
+    // Every request body of the API is an object; serde would also fill a struct from an array.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::field("body", "invalid_type", "the body must be a JSON object"));
+    }
     Ok(value)
 }
 
@@ -101,6 +105,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
                 Some(PayloadError::Overflow) => too_large(),
                 _ => ApiError::new(problem::MALFORMED_REQUEST, "the request body could not be read"),
             })?;
+            // Chunked bodies declare no length up front.
+            if bytes.len() > JSON_LIMIT {
+                return Err(too_large());
+            }
             parse_json(&bytes).map(ApiJson)
         })
     }
@@ -191,5 +199,7 @@ mod tests {
         assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("count", "invalid_type"));
         let e = err(r#"[1, 2]"#);
         assert_eq!(e.errors[0].code, "invalid_type");
+        let e = err(r#"["x", 2]"#);
+        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("body", "invalid_type"));
     }
 }

@@ -157,6 +157,42 @@ fn render_problem(
 mod tests {
     use super::*;
 
+    use actix_web::test as actix_test;
+    use actix_web::{App, HttpResponse, web};
+
+    async fn panics() -> HttpResponse {
+        panic!("boom with a secret inside")
+    }
+
+    #[actix_web::test]
+    async fn panics_become_500_problems_without_internals() {
+        let app = actix_test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(edge))
+                .route("/api/v1/panic", web::get().to(panics)),
+        )
+        .await;
+        let req = actix_test::TestRequest::get()
+            .uri("/api/v1/panic")
+            .insert_header(("x-request-id", "trace-me"))
+            .to_request();
+        // The edge answers through an error that renders itself.
+        let err = match actix_test::try_call_service(&app, req).await {
+            Ok(res) => panic!("expected an error, got {}", res.status()),
+            Err(err) => err,
+        };
+        let res = err.error_response();
+        assert_eq!(res.status(), 500);
+        assert_eq!(res.headers().get("content-type").unwrap(), PROBLEM_JSON);
+        assert_eq!(res.headers().get("x-request-id").unwrap(), "trace-me");
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error_code"], "internal_error");
+        assert_eq!(json["request_id"], "trace-me");
+        assert_eq!(json["instance"], "/api/v1/panic");
+        assert!(!String::from_utf8_lossy(&body).contains("secret"));
+    }
+
     #[test]
     fn request_ids_are_sanitised() {
         assert!(sane_request_id("abc-123_DEF.4"));

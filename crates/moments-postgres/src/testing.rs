@@ -74,6 +74,15 @@ impl TestDatabase {
     /// require it (a loud banner says so); panics when it is required
     /// (`MOMENTS_TEST_REQUIRE_SERVICES=1`).
     pub async fn create() -> Option<Self> {
+        Self::create_from(true).await
+    }
+
+    /// Creates an empty database, with no migrations applied (for testing `moments migrate`).
+    pub async fn create_empty() -> Option<Self> {
+        Self::create_from(false).await
+    }
+
+    async fn create_from(migrated: bool) -> Option<Self> {
         let admin_url = admin_url();
         let mut admin = match AsyncPgConnection::establish(&admin_url).await {
             Ok(conn) => conn,
@@ -82,8 +91,13 @@ impl TestDatabase {
                 return None;
             }
         };
-        let template = format!("moments_template_{}", migrations_fingerprint());
-        ensure_template(&mut admin, &admin_url, &template).await;
+        let template = if migrated {
+            let template = format!("moments_template_{}", migrations_fingerprint());
+            ensure_template(&mut admin, &admin_url, &template).await;
+            template
+        } else {
+            "template0".to_owned()
+        };
         let name = format!("moments_test_{}", Uuid::now_v7().simple());
         diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .execute(&mut admin)

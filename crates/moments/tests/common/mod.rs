@@ -56,6 +56,17 @@ pub async fn sqlite_app() -> Option<TestApp> {
     Some(app_over(&vars, Box::new(dir)).await)
 }
 
+/// An application over extra settings on top of a strong secret and a temporary data directory.
+pub async fn app_with(extra: &[(&str, String)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut vars = vec![
+        ("MOMENTS_DATA_DIR", dir.path().display().to_string()),
+        ("MOMENTS_JWT_SECRET", SECRET.to_owned()),
+    ];
+    vars.extend(extra.iter().cloned());
+    app_over(&vars, Box::new(dir)).await
+}
+
 /// An application on a fresh PostgreSQL database (`None`: skipped, PostgreSQL unreachable).
 pub async fn postgres_app() -> Option<TestApp> {
     let db = TestDatabase::create().await?;

@@ -1,6 +1,8 @@
 //! Throughput of the crypto adapter: argon2id hashes per second (OWASP parameters) and access
 //! token verifications per second. `cargo bench -p moments-crypto`.
 
+#![expect(clippy::expect_used, reason = "a benchmark stops on a failed setup")]
+
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -8,7 +10,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use moments_crypto::{Argon2Config, Argon2Hasher, JwtConfig, JwtTokens};
 use moments_domain::authz::{Permission, RoleName};
 use moments_domain::ids::{SessionId, UserId};
-use moments_domain::ports::{PasswordHasher, SystemClock, TokenIssuer, TokenVerifier, UuidV7Generator};
+use moments_domain::ports::{
+    PasswordHasher, SystemClock, TokenIssuer, TokenVerifier, UuidV7Generator,
+};
 use moments_domain::session::AccessGrant;
 use moments_domain::value::Password;
 use secrecy::SecretSlice;
@@ -30,7 +34,11 @@ fn password_hashing(c: &mut Criterion) {
         b.iter(|| runtime.block_on(hasher.hash(&password)).expect("hash"))
     });
     group.bench_function("verify", |b| {
-        b.iter(|| runtime.block_on(hasher.verify(&password, Some(&hash))).expect("verify"))
+        b.iter(|| {
+            runtime
+                .block_on(hasher.verify(&password, Some(&hash)))
+                .expect("verify")
+        })
     });
     group.finish();
 }

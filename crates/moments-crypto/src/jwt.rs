@@ -114,7 +114,8 @@ impl JwtTokens {
         if secret.len() < MIN_SECRET_BYTES {
             return Err(JwtConfigError::WeakSecret);
         }
-        if config.leeway < TimeDelta::zero() || config.leeway > TimeDelta::seconds(MAX_LEEWAY_SECONDS)
+        if config.leeway < TimeDelta::zero()
+            || config.leeway > TimeDelta::seconds(MAX_LEEWAY_SECONDS)
         {
             return Err(JwtConfigError::Leeway);
         }
@@ -170,7 +171,11 @@ impl TokenIssuer for JwtTokens {
             iat: now.timestamp(),
             jti: self.ids.new_id(),
             roles: grant.roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            permissions: grant.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+            permissions: grant
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
         };
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
@@ -317,7 +322,10 @@ mod tests {
         clock.advance(TimeDelta::minutes(15) + TimeDelta::seconds(29));
         assert!(tokens.verify(issued.token.expose()).is_ok());
         clock.advance(TimeDelta::seconds(2));
-        assert_eq!(tokens.verify(issued.token.expose()), Err(TokenError::Expired));
+        assert_eq!(
+            tokens.verify(issued.token.expose()),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
@@ -325,7 +333,10 @@ mod tests {
         let (tokens, clock) = tokens_with(config(SECRET));
         let issued = tokens.issue(&grant()).unwrap();
         clock.advance(TimeDelta::seconds(-31));
-        assert_eq!(tokens.verify(issued.token.expose()), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.verify(issued.token.expose()),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -335,27 +346,45 @@ mod tests {
         let ok = sign_raw(&at_header(), &valid_claims(now), SECRET);
         assert!(tokens.verify(&ok).is_ok(), "the baseline must verify");
 
-        let other_secret = sign_raw(&at_header(), &valid_claims(now), b"another-secret-another-secret-xx");
+        let other_secret = sign_raw(
+            &at_header(),
+            &valid_claims(now),
+            b"another-secret-another-secret-xx",
+        );
         assert_eq!(tokens.verify(&other_secret), Err(TokenError::Invalid));
 
         for (claim, value) in [("iss", "https://evil.test"), ("aud", "someone-else")] {
             let mut c = valid_claims(now);
             c[claim] = value.into();
-            assert_eq!(tokens.verify(&sign_raw(&at_header(), &c, SECRET)), Err(TokenError::Invalid), "{claim}");
+            assert_eq!(
+                tokens.verify(&sign_raw(&at_header(), &c, SECRET)),
+                Err(TokenError::Invalid),
+                "{claim}"
+            );
         }
         for claim in ["iss", "aud", "sub", "sid", "exp", "nbf", "iat", "jti"] {
             let mut c = valid_claims(now);
             c.as_object_mut().unwrap().remove(claim);
-            assert_eq!(tokens.verify(&sign_raw(&at_header(), &c, SECRET)), Err(TokenError::Invalid), "missing {claim}");
+            assert_eq!(
+                tokens.verify(&sign_raw(&at_header(), &c, SECRET)),
+                Err(TokenError::Invalid),
+                "missing {claim}"
+            );
         }
         // A JWT of another type (an ID token, a refresh token) is not an access token.
         let mut plain = Header::new(Algorithm::HS256);
         plain.typ = Some("JWT".into());
-        assert_eq!(tokens.verify(&sign_raw(&plain, &valid_claims(now), SECRET)), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.verify(&sign_raw(&plain, &valid_claims(now), SECRET)),
+            Err(TokenError::Invalid)
+        );
         // HS384 with the same secret is not on the allow-list.
         let mut hs384 = at_header();
         hs384.alg = Algorithm::HS384;
-        assert_eq!(tokens.verify(&sign_raw(&hs384, &valid_claims(now), SECRET)), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.verify(&sign_raw(&hs384, &valid_claims(now), SECRET)),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -364,7 +393,10 @@ mod tests {
         let now = clock.now().timestamp();
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
         let payload = URL_SAFE_NO_PAD.encode(valid_claims(now).to_string());
-        assert_eq!(tokens.verify(&format!("{header}.{payload}.")), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.verify(&format!("{header}.{payload}.")),
+            Err(TokenError::Invalid)
+        );
         for garbage in ["", "abc", "a.b.c", "....."] {
             assert_eq!(tokens.verify(garbage), Err(TokenError::Invalid));
         }
@@ -378,6 +410,9 @@ mod tests {
         assert!(matches!(weak, Err(JwtConfigError::WeakSecret)));
         let mut c = config(SECRET);
         c.leeway = TimeDelta::seconds(31);
-        assert!(matches!(JwtTokens::new(c, clock, ids), Err(JwtConfigError::Leeway)));
+        assert!(matches!(
+            JwtTokens::new(c, clock, ids),
+            Err(JwtConfigError::Leeway)
+        ));
     }
 }

@@ -70,8 +70,13 @@ impl Argon2Hasher {
         if config.max_concurrent == 0 {
             return Err(Argon2ConfigError::NoConcurrency);
         }
-        let params = Params::new(config.memory_kib, config.iterations, config.parallelism, None)
-            .map_err(|e| Argon2ConfigError::Params(e.to_string()))?;
+        let params = Params::new(
+            config.memory_kib,
+            config.iterations,
+            config.parallelism,
+            None,
+        )
+        .map_err(|e| Argon2ConfigError::Params(e.to_string()))?;
         let random: [u8; 32] = rand::random();
         let dummy_hash = argon2id(&params)
             .hash_password(&random)
@@ -136,7 +141,8 @@ impl PasswordHasher for Argon2Hasher {
         };
         let matched = self
             .run_blocking(move |params| {
-                match argon2id(&params).verify_password(secret.expose().as_bytes(), target.as_str()) {
+                match argon2id(&params).verify_password(secret.expose().as_bytes(), target.as_str())
+                {
                     Ok(()) => Ok(true),
                     Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
                     Err(e) => Err(InfraError::internal(format!("unusable password hash: {e}"))),
@@ -168,28 +174,59 @@ mod tests {
     #[tokio::test]
     async fn hashes_are_argon2id_phc_and_salted() {
         let hasher = fast();
-        let a = hasher.hash(&pw("correct horse battery staple")).await.unwrap();
-        let b = hasher.hash(&pw("correct horse battery staple")).await.unwrap();
-        assert!(a.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{}", a.as_str());
+        let a = hasher
+            .hash(&pw("correct horse battery staple"))
+            .await
+            .unwrap();
+        let b = hasher
+            .hash(&pw("correct horse battery staple"))
+            .await
+            .unwrap();
+        assert!(
+            a.as_str().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+            "{}",
+            a.as_str()
+        );
         assert_ne!(a, b, "each hash has its own salt");
     }
 
     #[tokio::test]
     async fn verify_right_wrong_and_missing() {
         let hasher = fast();
-        let hash = hasher.hash(&pw("correct horse battery staple")).await.unwrap();
-        assert!(hasher.verify(&pw("correct horse battery staple"), Some(&hash)).await.unwrap());
-        assert!(!hasher.verify(&pw("correct horse battery stapler"), Some(&hash)).await.unwrap());
+        let hash = hasher
+            .hash(&pw("correct horse battery staple"))
+            .await
+            .unwrap();
+        assert!(
+            hasher
+                .verify(&pw("correct horse battery staple"), Some(&hash))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !hasher
+                .verify(&pw("correct horse battery stapler"), Some(&hash))
+                .await
+                .unwrap()
+        );
         // No hash: the dummy is verified (same cost) and the answer is always false, even for
         // the dummy's own input, which nobody knows.
-        assert!(!hasher.verify(&pw("correct horse battery staple"), None).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&pw("correct horse battery staple"), None)
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
     async fn corrupt_hash_is_an_internal_error_not_a_mismatch() {
         let hasher = fast();
         let err = hasher
-            .verify(&pw("correct horse battery staple"), Some(&PasswordHash::new("nonsense")))
+            .verify(
+                &pw("correct horse battery staple"),
+                Some(&PasswordHash::new("nonsense")),
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, InfraError::Internal(_)));
@@ -206,13 +243,19 @@ mod tests {
         })
         .unwrap();
         let main_thread = std::thread::current().id();
-        let observed = hasher.run_blocking(move |_| std::thread::current().id()).await.unwrap();
+        let observed = hasher
+            .run_blocking(move |_| std::thread::current().id())
+            .await
+            .unwrap();
         assert_ne!(observed, main_thread);
     }
 
     #[test]
     fn zero_concurrency_is_refused() {
-        let err = Argon2Hasher::new(Argon2Config { max_concurrent: 0, ..Argon2Config::default() });
+        let err = Argon2Hasher::new(Argon2Config {
+            max_concurrent: 0,
+            ..Argon2Config::default()
+        });
         assert!(matches!(err, Err(Argon2ConfigError::NoConcurrency)));
     }
 }

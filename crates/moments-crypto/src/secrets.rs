@@ -29,8 +29,9 @@ mod tests {
 
     #[test]
     fn tokens_are_256_bit_url_safe_and_distinct() {
-        let tokens: HashSet<String> =
-            (0..1000).map(|_| RandomSecrets.opaque_token().expose().to_owned()).collect();
+        let tokens: HashSet<String> = (0..1000)
+            .map(|_| RandomSecrets.opaque_token().expose().to_owned())
+            .collect();
         assert_eq!(tokens.len(), 1000);
         for t in &tokens {
             let decoded = URL_SAFE_NO_PAD.decode(t).unwrap();

@@ -8,8 +8,8 @@ use crate::authz::{DEFAULT_ROLE, Permission, RoleName};
 use crate::error::InfraError;
 use crate::ids::{RefreshTokenId, SessionId, UserId};
 use crate::ports::{
-    Clock, CreateUserError, IdGenerator, PasswordHasher, SecretGenerator, SessionStore,
-    TokenError, TokenIssuer, TokenVerifier, UserStore,
+    Clock, CreateUserError, IdGenerator, PasswordHasher, SecretGenerator, SessionStore, TokenError,
+    TokenIssuer, TokenVerifier, UserStore,
 };
 use crate::session::{
     AccessGrant, ClientInfo, NewRefreshToken, NewSession, Session, TokenDigest, TokenPair,
@@ -339,7 +339,11 @@ impl AccountService {
         }
     }
 
-    async fn start_session(&self, user: &User, client: ClientInfo) -> Result<TokenPair, InfraError> {
+    async fn start_session(
+        &self,
+        user: &User,
+        client: ClientInfo,
+    ) -> Result<TokenPair, InfraError> {
         let now = self.ports.clock.now();
         let session = Session {
             id: SessionId::from_uuid(self.ports.ids.new_id()),
@@ -371,7 +375,10 @@ impl AccountService {
 
     /// A fresh refresh token for the session, expiring at the idle lifetime or the session's
     /// absolute end, whichever comes first.
-    fn new_refresh_token(&self, session: &Session) -> (crate::session::OpaqueToken, NewRefreshToken) {
+    fn new_refresh_token(
+        &self,
+        session: &Session,
+    ) -> (crate::session::OpaqueToken, NewRefreshToken) {
         let now = self.ports.clock.now();
         let token = self.ports.secrets.opaque_token();
         let digest: TokenDigest = self.ports.secrets.digest(token.expose());

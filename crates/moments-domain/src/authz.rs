@@ -50,7 +50,8 @@ impl RoleName {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let mut chars = raw.chars();
         let first_ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+        let rest_ok =
+            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if first_ok && rest_ok && (2..=32).contains(&raw.len()) {
             Ok(Self(raw.to_owned()))
         } else {
@@ -96,15 +97,42 @@ pub struct PermissionInfo {
 }
 
 const CATALOGUE: &[PermissionInfo] = &[
-    PermissionInfo { name: "users:read", description: "List and search user accounts" },
-    PermissionInfo { name: "users:write", description: "Disable and re-enable user accounts" },
-    PermissionInfo { name: "roles:read", description: "Read roles and their permissions" },
-    PermissionInfo { name: "roles:write", description: "Create, edit and delete custom roles" },
-    PermissionInfo { name: "roles:assign", description: "Assign roles to users and remove them" },
-    PermissionInfo { name: "posts:write", description: "Create, edit and delete one's own posts" },
-    PermissionInfo { name: "posts:moderate", description: "Delete anyone's posts" },
-    PermissionInfo { name: "api_keys:manage", description: "Create and revoke API keys" },
-    PermissionInfo { name: "audit:read", description: "Read the audit log" },
+    PermissionInfo {
+        name: "users:read",
+        description: "List and search user accounts",
+    },
+    PermissionInfo {
+        name: "users:write",
+        description: "Disable and re-enable user accounts",
+    },
+    PermissionInfo {
+        name: "roles:read",
+        description: "Read roles and their permissions",
+    },
+    PermissionInfo {
+        name: "roles:write",
+        description: "Create, edit and delete custom roles",
+    },
+    PermissionInfo {
+        name: "roles:assign",
+        description: "Assign roles to users and remove them",
+    },
+    PermissionInfo {
+        name: "posts:write",
+        description: "Create, edit and delete one's own posts",
+    },
+    PermissionInfo {
+        name: "posts:moderate",
+        description: "Delete anyone's posts",
+    },
+    PermissionInfo {
+        name: "api_keys:manage",
+        description: "Create and revoke API keys",
+    },
+    PermissionInfo {
+        name: "audit:read",
+        description: "Read the audit log",
+    },
 ];
 
 /// Every permission Moments knows, with its description.
@@ -150,7 +178,14 @@ mod tests {
     fn permission_shape() {
         assert!(Permission::parse("posts:write").is_ok());
         assert!(Permission::parse("api_keys:manage").is_ok());
-        for bad in ["posts", "posts:", ":write", "Posts:write", "posts:write:x", "1posts:write"] {
+        for bad in [
+            "posts",
+            "posts:",
+            ":write",
+            "Posts:write",
+            "posts:write:x",
+            "1posts:write",
+        ] {
             assert!(Permission::parse(bad).is_err(), "{bad}");
         }
     }
@@ -174,7 +209,10 @@ mod tests {
                 assert!(catalogue().iter().any(|c| c.name == p.as_str()), "{p}");
             }
         }
-        let admin = builtin_roles().into_iter().find(|r| r.name.as_str() == "admin").unwrap();
+        let admin = builtin_roles()
+            .into_iter()
+            .find(|r| r.name.as_str() == "admin")
+            .unwrap();
         assert_eq!(admin.permissions.len(), catalogue().len());
     }
 }

@@ -47,8 +47,7 @@ pub trait UserStore: Send + Sync {
     /// Finds an account by id.
     async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError>;
     /// Finds an account by (normalised) username.
-    async fn find_user_by_username(&self, username: &Username)
-    -> Result<Option<User>, InfraError>;
+    async fn find_user_by_username(&self, username: &Username) -> Result<Option<User>, InfraError>;
     /// Finds an account by e-mail address, case-insensitively.
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError>;
     /// The account's password hash, `None` when it has no password (or no such account).
@@ -100,8 +99,11 @@ pub trait PasswordHasher: Send + Sync {
     /// Checks a password against a stored hash. With `None` (unknown account, or no password)
     /// it spends the same time as a real verification and returns `false`, so response times do
     /// not reveal which accounts exist.
-    async fn verify(&self, password: &Password, hash: Option<&PasswordHash>)
-    -> Result<bool, InfraError>;
+    async fn verify(
+        &self,
+        password: &Password,
+        hash: Option<&PasswordHash>,
+    ) -> Result<bool, InfraError>;
 }
 
 /// Why an access token was refused.

@@ -261,7 +261,10 @@ mod tests {
     #[test]
     fn username_bounds_and_characters() {
         assert_eq!(Username::parse("ab").unwrap_err().code, "too_short");
-        assert_eq!(Username::parse(&"a".repeat(33)).unwrap_err().code, "too_long");
+        assert_eq!(
+            Username::parse(&"a".repeat(33)).unwrap_err().code,
+            "too_long"
+        );
         assert!(Username::parse(&"a".repeat(32)).is_ok());
         assert!(Username::parse("abc").is_ok());
         for bad in ["al ice", "al-ice", "álice", "a.b.c", "ali\u{0}ce"] {

@@ -4,7 +4,9 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use moments_domain::InfraError;
-use moments_domain::account::{AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError};
+use moments_domain::account::{
+    AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError,
+};
 
 use crate::problem::{self, FieldError, PROBLEM_JSON, Problem, ProblemType};
 
@@ -12,7 +14,7 @@ use crate::problem::{self, FieldError, PROBLEM_JSON, Problem, ProblemType};
 #[derive(Debug, Clone)]
 pub struct ApiError {
     /// The problem type (status, code, title).
-    pub problem: ProblemType,
+    pub problem: &'static ProblemType,
     /// Request-specific explanation.
     pub detail: String,
     /// Field errors, for `validation_failed`.
@@ -20,7 +22,7 @@ pub struct ApiError {
     /// `WWW-Authenticate` for 401s.
     pub www_authenticate: Option<&'static str>,
     /// The request it answers, when known: lets `error_response` render the whole problem.
-    pub context: Option<ProblemContext>,
+    pub context: Option<Box<ProblemContext>>,
 }
 
 /// The request an error answers: its id and path.
@@ -40,7 +42,7 @@ impl std::fmt::Display for ApiError {
 
 impl ApiError {
     /// An error of the given type.
-    pub fn new(problem: ProblemType, detail: impl Into<String>) -> Self {
+    pub fn new(problem: &'static ProblemType, detail: impl Into<String>) -> Self {
         Self {
             problem,
             detail: detail.into(),
@@ -52,7 +54,7 @@ impl ApiError {
 
     /// The same error, bound to the request it answers.
     pub fn with_context(mut self, context: ProblemContext) -> Self {
-        self.context = Some(context);
+        self.context = Some(Box::new(context));
         self
     }
 
@@ -80,7 +82,7 @@ impl ApiError {
         let detail = format!("invalid fields: {}", fields.join(", "));
         Self {
             errors,
-            ..Self::new(problem::VALIDATION_FAILED, detail)
+            ..Self::new(&problem::VALIDATION_FAILED, detail)
         }
     }
 
@@ -94,7 +96,11 @@ impl ApiError {
     }
 
     /// 401 with a `WWW-Authenticate` challenge.
-    pub fn unauthorized(problem: ProblemType, detail: &str, challenge: &'static str) -> Self {
+    pub fn unauthorized(
+        problem: &'static ProblemType,
+        detail: &str,
+        challenge: &'static str,
+    ) -> Self {
         Self {
             www_authenticate: Some(challenge),
             ..Self::new(problem, detail)
@@ -105,7 +111,7 @@ impl ApiError {
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
         Self::new(
-            problem::INTERNAL_ERROR,
+            &problem::INTERNAL_ERROR,
             "an unexpected error occurred; report the request id if it persists",
         )
     }
@@ -121,13 +127,20 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.problem.status);
         if let Some(challenge) = self.www_authenticate {
-            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            ));
         }
         let mut response = response
             .content_type(PROBLEM_JSON)
             .body(serde_json::to_vec(&self.to_problem()).unwrap_or_default());
         if let Some(context) = &self.context {
-            crate::middleware::standard_headers(response.headers_mut(), &context.instance, &context.request_id);
+            crate::middleware::standard_headers(
+                response.headers_mut(),
+                &context.instance,
+                &context.request_id,
+            );
         }
         response
     }
@@ -138,7 +151,10 @@ impl From<InfraError> for ApiError {
         match e {
             InfraError::Unavailable { what, source } => {
                 tracing::warn!(dependency = what, error = %source, "dependency unavailable");
-                Self::new(problem::SERVICE_UNAVAILABLE, format!("the {what} is not answering; retry later"))
+                Self::new(
+                    &problem::SERVICE_UNAVAILABLE,
+                    format!("the {what} is not answering; retry later"),
+                )
             }
             InfraError::Internal(source) => Self::internal(&source),
         }
@@ -151,8 +167,13 @@ const BEARER_INVALID: &str = "Bearer realm=\"moments\", error=\"invalid_token\""
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         match e {
-            RegisterError::UsernameTaken => Self::new(problem::USERNAME_TAKEN, "this username is already taken"),
-            RegisterError::EmailTaken => Self::new(problem::EMAIL_TAKEN, "this e-mail address is already registered"),
+            RegisterError::UsernameTaken => {
+                Self::new(&problem::USERNAME_TAKEN, "this username is already taken")
+            }
+            RegisterError::EmailTaken => Self::new(
+                &problem::EMAIL_TAKEN,
+                "this e-mail address is already registered",
+            ),
             RegisterError::Infra(e) => e.into(),
         }
     }
@@ -161,10 +182,13 @@ impl From<RegisterError> for ApiError {
 impl From<LoginError> for ApiError {
     fn from(e: LoginError) -> Self {
         match e {
-            LoginError::InvalidCredentials => {
-                Self::new(problem::INVALID_CREDENTIALS, "the login or the password is wrong")
+            LoginError::InvalidCredentials => Self::new(
+                &problem::INVALID_CREDENTIALS,
+                "the login or the password is wrong",
+            ),
+            LoginError::AccountDisabled => {
+                Self::new(&problem::ACCOUNT_DISABLED, "this account has been disabled")
             }
-            LoginError::AccountDisabled => Self::new(problem::ACCOUNT_DISABLED, "this account has been disabled"),
             LoginError::Infra(e) => e.into(),
         }
     }
@@ -173,11 +197,12 @@ impl From<LoginError> for ApiError {
 impl From<RefreshError> for ApiError {
     fn from(e: RefreshError) -> Self {
         match e {
-            RefreshError::InvalidRefreshToken => {
-                Self::new(problem::INVALID_REFRESH_TOKEN, "the refresh token is unknown, expired or revoked")
-            }
+            RefreshError::InvalidRefreshToken => Self::new(
+                &problem::INVALID_REFRESH_TOKEN,
+                "the refresh token is unknown, expired or revoked",
+            ),
             RefreshError::RefreshTokenReused => Self::new(
-                problem::REFRESH_TOKEN_REUSED,
+                &problem::REFRESH_TOKEN_REUSED,
                 "the refresh token had already been used; the session has been revoked",
             ),
             RefreshError::Infra(e) => e.into(),
@@ -188,12 +213,16 @@ impl From<RefreshError> for ApiError {
 impl From<AuthenticateError> for ApiError {
     fn from(e: AuthenticateError) -> Self {
         match e {
-            AuthenticateError::Expired => {
-                Self::unauthorized(problem::TOKEN_EXPIRED, "the access token has expired", BEARER_INVALID)
-            }
-            AuthenticateError::Invalid => {
-                Self::unauthorized(problem::INVALID_TOKEN, "the access token is not valid", BEARER_INVALID)
-            }
+            AuthenticateError::Expired => Self::unauthorized(
+                &problem::TOKEN_EXPIRED,
+                "the access token has expired",
+                BEARER_INVALID,
+            ),
+            AuthenticateError::Invalid => Self::unauthorized(
+                &problem::INVALID_TOKEN,
+                "the access token is not valid",
+                BEARER_INVALID,
+            ),
         }
     }
 }
@@ -202,9 +231,11 @@ impl From<CurrentUserError> for ApiError {
     fn from(e: CurrentUserError) -> Self {
         match e {
             // The token is validly signed but its account is gone: the token is no good.
-            CurrentUserError::NotFound => {
-                Self::unauthorized(problem::INVALID_TOKEN, "the token's account no longer exists", BEARER_INVALID)
-            }
+            CurrentUserError::NotFound => Self::unauthorized(
+                &problem::INVALID_TOKEN,
+                "the token's account no longer exists",
+                BEARER_INVALID,
+            ),
             CurrentUserError::Infra(e) => e.into(),
         }
     }
@@ -213,7 +244,7 @@ impl From<CurrentUserError> for ApiError {
 /// 401 for a request without credentials.
 pub fn unauthenticated() -> ApiError {
     ApiError::unauthorized(
-        problem::UNAUTHENTICATED,
+        &problem::UNAUTHENTICATED,
         "this route needs an access token: Authorization: Bearer <token>",
         BEARER,
     )

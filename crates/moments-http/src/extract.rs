@@ -26,11 +26,21 @@ pub const JSON_LIMIT: usize = 64 * 1024;
 pub struct ApiJson<T>(pub T);
 
 fn is_json(req: &HttpRequest) -> bool {
-    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Turns a serde error into a field error: serde_json names unknown and missing fields in its
@@ -44,30 +54,65 @@ fn field_error(path: &str, error: &serde_json::Error) -> FieldError {
             .and_then(|rest| rest.split('`').next())
             .map(str::to_owned)
     };
-    let join = |field: String| if path == "." || path.is_empty() { field } else { format!("{path}.{field}") };
+    let join = |field: String| {
+        if path == "." || path.is_empty() {
+            field
+        } else {
+            format!("{path}.{field}")
+        }
+    };
     if let Some(field) = quoted("unknown field `") {
         // The path already ends at the unknown key.
-        let field = if path == "." || path.is_empty() { field } else { path.to_owned() };
-        return FieldError { field, code: "unknown_field".into(), message: "is not a known field".into() };
+        let field = if path == "." || path.is_empty() {
+            field
+        } else {
+            path.to_owned()
+        };
+        return FieldError {
+            field,
+            code: "unknown_field".into(),
+            message: "is not a known field".into(),
+        };
     }
     if let Some(field) = quoted("missing field `") {
-        return FieldError { field: join(field), code: "required".into(), message: "is required".into() };
+        return FieldError {
+            field: join(field),
+            code: "required".into(),
+            message: "is required".into(),
+        };
     }
-    let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-    FieldError { field: if path == "." { "body".into() } else { path.to_owned() }, code: "invalid_type".into(), message }
+    let message = message
+        .split(" at line ")
+        .next()
+        .unwrap_or(&message)
+        .to_owned();
+    FieldError {
+        field: if path == "." {
+            "body".into()
+        } else {
+            path.to_owned()
+        },
+        code: "invalid_type".into(),
+        message,
+    }
 }
 
 /// Parses a JSON body (already size-limited) into `T`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: &serde_json::Error| {
-        ApiError::new(problem::MALFORMED_REQUEST, format!("the body is not valid JSON: {e}"))
+        ApiError::new(
+            &problem::MALFORMED_REQUEST,
+            format!("the body is not valid JSON: {e}"),
+        )
     };
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => ApiError::validation(vec![field_error(&path, &inner)]),
+            serde_json::error::Category::Data => {
+                ApiError::validation(vec![field_error(&path, &inner)])
+            }
             _ => malformed(&inner),
         }
     })?;
@@ -75,7 +120,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end().map_err(|e| malformed(&e))?;
     // Every request body of the API is an object; serde would also fill a struct from an array.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::field("body", "invalid_type", "the body must be a JSON object"));
+        return Err(ApiError::field(
+            "body",
+            "invalid_type",
+            "the body must be a JSON object",
+        ));
     }
     Ok(value)
 }
@@ -87,7 +136,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         if !is_json(req) {
             return Box::pin(std::future::ready(Err(ApiError::new(
-                problem::UNSUPPORTED_MEDIA_TYPE,
+                &problem::UNSUPPORTED_MEDIA_TYPE,
                 "the body must be JSON with Content-Type: application/json",
             ))));
         }
@@ -103,7 +152,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
         Box::pin(async move {
             let bytes = body.await.map_err(|e| match e.as_error::<PayloadError>() {
                 Some(PayloadError::Overflow) => too_large(),
-                _ => ApiError::new(problem::MALFORMED_REQUEST, "the request body could not be read"),
+                _ => ApiError::new(
+                    &problem::MALFORMED_REQUEST,
+                    "the request body could not be read",
+                ),
             })?;
             // Chunked bodies declare no length up front.
             if bytes.len() > JSON_LIMIT {
@@ -115,7 +167,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(problem::PAYLOAD_TOO_LARGE, format!("JSON bodies are limited to {} KiB", JSON_LIMIT / 1024))
+    ApiError::new(
+        &problem::PAYLOAD_TOO_LARGE,
+        format!("JSON bodies are limited to {} KiB", JSON_LIMIT / 1024),
+    )
 }
 
 /// The caller authenticated by a bearer access token.
@@ -138,9 +193,15 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Err(unauthenticated());
     };
-    let value = value.to_str().map_err(|_| ApiError::from(moments_domain::account::AuthenticateError::Invalid))?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::from(moments_domain::account::AuthenticateError::Invalid))?;
     let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => token.trim(),
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            token.trim()
+        }
         _ => return Err(unauthenticated()),
     };
     Ok(Authenticated(state.accounts.authenticate(token)?))
@@ -192,14 +253,26 @@ mod tests {
     fn data_errors_name_the_field() {
         let e = err(r#"{"name": "x", "count": 2, "admin": true}"#);
         assert_eq!(e.problem.code, "validation_failed");
-        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("admin", "unknown_field"));
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].code.as_str()),
+            ("admin", "unknown_field")
+        );
         let e = err(r#"{"name": "x"}"#);
-        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("count", "required"));
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].code.as_str()),
+            ("count", "required")
+        );
         let e = err(r#"{"name": "x", "count": "two"}"#);
-        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("count", "invalid_type"));
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].code.as_str()),
+            ("count", "invalid_type")
+        );
         let e = err(r#"[1, 2]"#);
         assert_eq!(e.errors[0].code, "invalid_type");
         let e = err(r#"["x", 2]"#);
-        assert_eq!((e.errors[0].field.as_str(), e.errors[0].code.as_str()), ("body", "invalid_type"));
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].code.as_str()),
+            ("body", "invalid_type")
+        );
     }
 }

@@ -32,7 +32,10 @@ pub struct AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("probes", &self.probes.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .field(
+                "probes",
+                &self.probes.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -46,7 +49,13 @@ pub struct HttpConfig {
 
 fn cors(config: &HttpConfig) -> Cors {
     let mut cors = Cors::default()
-        .allowed_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allowed_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

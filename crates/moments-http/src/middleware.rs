@@ -4,11 +4,11 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
+use actix_web::HttpMessage as _;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::HttpMessage as _;
 use futures_util::FutureExt as _;
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -30,7 +30,9 @@ pub struct RequestId(pub String);
 /// A client-supplied id is kept when it is 1 to 128 characters of `[A-Za-z0-9._-]`.
 fn sane_request_id(value: &str) -> bool {
     (1..=128).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// The outermost middleware. See the module docs.
@@ -48,10 +50,17 @@ pub async fn edge(
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let path = req.path().to_owned();
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
-    let context = || ProblemContext { request_id: request_id.clone(), instance: path.clone() };
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let context = || ProblemContext {
+        request_id: request_id.clone(),
+        instance: path.clone(),
+    };
 
-    let outcome = AssertUnwindSafe(next.call(req)).catch_unwind().instrument(span.clone()).await;
+    let outcome = AssertUnwindSafe(next.call(req))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
     let mut res = match outcome {
         Ok(Ok(res)) => res.map_into_boxed_body(),
         // The request is gone (it moved into the inner service), so these two answer through
@@ -61,7 +70,9 @@ pub async fn edge(
                 Some(api) => api.clone(),
                 None => from_foreign_error(&error),
             };
-            span.in_scope(|| tracing::info!(status = api.problem.status.as_u16(), "request failed"));
+            span.in_scope(|| {
+                tracing::info!(status = api.problem.status.as_u16(), "request failed")
+            });
             return Err(api.with_context(context()).into());
         }
         Err(panic) => {
@@ -71,7 +82,10 @@ pub async fn edge(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             span.in_scope(|| tracing::error!(panic = %message, "request handler panicked"));
-            let api = ApiError::new(problem::INTERNAL_ERROR, problem::INTERNAL_ERROR.description);
+            let api = ApiError::new(
+                &problem::INTERNAL_ERROR,
+                problem::INTERNAL_ERROR.description,
+            );
             return Err(api.with_context(context()).into());
         }
     };
@@ -92,9 +106,15 @@ pub fn standard_headers(headers: &mut HeaderMap, path: &str, request_id: &str) {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, value);
     }
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if path == "/api" || path.starts_with("/api/") {
         headers.insert(API_VERSION, HeaderValue::from_static("1"));
         if !(path == "/api/v1" || path.starts_with("/api/v1/")) {
@@ -147,7 +167,8 @@ fn render_problem(
     problem.request_id = request_id.to_owned();
     let body = serde_json::to_vec(&problem).unwrap_or_default();
     res.map_body(|head, _| {
-        head.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        head.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         head.headers_mut().remove(header::CONTENT_LENGTH);
         BoxBody::new(body)
     })

@@ -45,7 +45,9 @@ fn problem_response(description: &str) -> RefOr<Response> {
         .description(description)
         .content(
             PROBLEM_JSON,
-            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
         )
         .build()
         .into()
@@ -67,7 +69,8 @@ fn operations(doc: &mut OpenApiDoc) -> impl Iterator<Item = &mut Operation> {
 
 fn requires_token(operation: &Operation) -> bool {
     operation.security.iter().flatten().any(|requirement| {
-        serde_json::to_value(requirement).is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+        serde_json::to_value(requirement)
+            .is_ok_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
     })
 }
 
@@ -80,7 +83,9 @@ impl Modify for SecurityAndErrors {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("An access token from `POST /api/v1/auth/login` or `/refresh`."))
+                    .description(Some(
+                        "An access token from `POST /api/v1/auth/login` or `/refresh`.",
+                    ))
                     .build(),
             ),
         );
@@ -89,19 +94,33 @@ impl Modify for SecurityAndErrors {
             let secured = requires_token(operation);
             let responses = &mut operation.responses.responses;
             let mut add = |status: &str, description: &str| {
-                responses.entry(status.to_owned()).or_insert_with(|| problem_response(description));
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| problem_response(description));
             };
             if has_body {
                 add("400", "`malformed_request`: the body is not valid JSON");
                 add("413", "`payload_too_large`: the body exceeds 64 KiB");
-                add("415", "`unsupported_media_type`: the body is not `application/json`");
-                add("422", "`validation_failed`: `errors` names each invalid field");
+                add(
+                    "415",
+                    "`unsupported_media_type`: the body is not `application/json`",
+                );
+                add(
+                    "422",
+                    "`validation_failed`: `errors` names each invalid field",
+                );
             }
             if secured {
-                add("401", "`unauthenticated`, `invalid_token` or `token_expired`");
+                add(
+                    "401",
+                    "`unauthenticated`, `invalid_token` or `token_expired`",
+                );
             }
             add("500", "`internal_error`: a bug; report the request id");
-            add("503", "`service_unavailable`: a dependency is not answering; retry later");
+            add(
+                "503",
+                "`service_unavailable`: a dependency is not answering; retry later",
+            );
         }
     }
 }

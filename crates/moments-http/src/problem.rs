@@ -78,25 +78,25 @@ problems! {
 
 impl ProblemType {
     /// Looks a problem up by code.
-    pub fn by_code(code: &str) -> Option<ProblemType> {
-        CATALOGUE.iter().copied().find(|p| p.code == code)
+    pub fn by_code(code: &str) -> Option<&'static ProblemType> {
+        CATALOGUE.iter().find(|p| p.code == code)
     }
 
     /// The problem for a bare status (responses produced outside our handlers).
-    pub fn for_status(status: StatusCode) -> ProblemType {
+    pub fn for_status(status: StatusCode) -> &'static ProblemType {
         match status {
-            StatusCode::NOT_FOUND => NOT_FOUND,
-            StatusCode::METHOD_NOT_ALLOWED => METHOD_NOT_ALLOWED,
-            StatusCode::PAYLOAD_TOO_LARGE => PAYLOAD_TOO_LARGE,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => UNSUPPORTED_MEDIA_TYPE,
-            StatusCode::UNAUTHORIZED => UNAUTHENTICATED,
-            StatusCode::FORBIDDEN => FORBIDDEN,
-            StatusCode::CONFLICT => CONFLICT,
-            StatusCode::UNPROCESSABLE_ENTITY => VALIDATION_FAILED,
-            StatusCode::TOO_MANY_REQUESTS => RATE_LIMITED,
-            StatusCode::SERVICE_UNAVAILABLE => SERVICE_UNAVAILABLE,
-            s if s.is_client_error() => MALFORMED_REQUEST,
-            _ => INTERNAL_ERROR,
+            StatusCode::NOT_FOUND => &NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED => &METHOD_NOT_ALLOWED,
+            StatusCode::PAYLOAD_TOO_LARGE => &PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => &UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::UNAUTHORIZED => &UNAUTHENTICATED,
+            StatusCode::FORBIDDEN => &FORBIDDEN,
+            StatusCode::CONFLICT => &CONFLICT,
+            StatusCode::UNPROCESSABLE_ENTITY => &VALIDATION_FAILED,
+            StatusCode::TOO_MANY_REQUESTS => &RATE_LIMITED,
+            StatusCode::SERVICE_UNAVAILABLE => &SERVICE_UNAVAILABLE,
+            s if s.is_client_error() => &MALFORMED_REQUEST,
+            _ => &INTERNAL_ERROR,
         }
     }
 
@@ -159,8 +159,12 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), CATALOGUE.len());
         for p in CATALOGUE {
-            assert!(p.status.is_client_error() || p.status.is_server_error(), "{}", p.code);
-            assert_eq!(ProblemType::by_code(p.code), Some(*p));
+            assert!(
+                p.status.is_client_error() || p.status.is_server_error(),
+                "{}",
+                p.code
+            );
+            assert_eq!(ProblemType::by_code(p.code), Some(p));
         }
     }
 }

@@ -9,21 +9,27 @@ use deadpool::Runtime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
 use moments_domain::authz::{Permission, Role, RoleName};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
-use moments_domain::session::{NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest};
+use moments_domain::session::{
+    NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
+};
 use moments_domain::user::{NewUser, User};
 use moments_domain::value::{Email, PasswordHash, Username};
 use uuid::Uuid;
 
-use crate::models::{NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow};
-use crate::schema::{password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users};
+use crate::models::{
+    NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow,
+};
+use crate::schema::{
+    password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users,
+};
 
 /// The migrations in `migrations/postgres`, embedded in the binary.
 pub(crate) const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -97,7 +103,10 @@ fn with_connect_timeout(url: &str, timeout: Duration) -> String {
         return url.to_owned();
     }
     let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}connect_timeout={}", timeout.as_secs().max(1))
+    format!(
+        "{url}{separator}connect_timeout={}",
+        timeout.as_secs().max(1)
+    )
 }
 
 impl PgStore {
@@ -145,7 +154,9 @@ impl PgStore {
     async fn with_harness<T: Send + 'static>(
         &self,
         work: impl FnOnce(
-            &mut AsyncMigrationHarness<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>>,
+            &mut AsyncMigrationHarness<
+                diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>,
+            >,
         ) -> diesel::migration::Result<T>
         + Send
         + 'static,
@@ -165,12 +176,21 @@ impl PgStore {
     }
 
     /// A pooled connection (waits at most the pool's timeouts).
-    async fn conn(&self) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, InfraError> {
-        self.pool.get().await.map_err(|e| InfraError::unavailable("database", e))
+    async fn conn(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, InfraError>
+    {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| InfraError::unavailable("database", e))
     }
 
     /// Bounds a whole store operation (connection and queries) by the operation timeout.
-    async fn timed<T, E: From<InfraError>>(&self, operation: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    async fn timed<T, E: From<InfraError>>(
+        &self,
+        operation: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         match tokio::time::timeout(self.operation_timeout, operation).await {
             Ok(result) => result,
             Err(_) => Err(InfraError::unavailable("database", "operation timed out").into()),
@@ -213,7 +233,10 @@ impl From<InfraError> for CreateTx {
     }
 }
 
-async fn load_roles(conn: &mut AsyncPgConnection, names: &[String]) -> Result<Vec<Role>, DieselError> {
+async fn load_roles(
+    conn: &mut AsyncPgConnection,
+    names: &[String],
+) -> Result<Vec<Role>, DieselError> {
     let rows: Vec<(String, String, bool)> = roles::table
         .filter(roles::name.eq_any(names))
         .select((roles::name, roles::description, roles::builtin))
@@ -251,48 +274,59 @@ async fn load_roles(conn: &mut AsyncPgConnection, names: &[String]) -> Result<Ve
 impl UserStore for PgStore {
     async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError> {
         let user = &user;
-        let result: Result<UserRow, CreateTx> = self.timed(async {
+        let result: Result<UserRow, CreateTx> = self
+            .timed(async {
                 let conn = &mut *self.conn().await?;
                 {
                     conn.transaction::<_, CreateTx, _>(async |conn| {
-                        {
-                            for role in &user.roles {
-                                let exists: i64 = roles::table
-                                    .filter(roles::name.eq(role.as_str()))
-                                    .count()
-                                    .get_result(conn)
-                                    .await?;
-                                if exists == 0 {
-                                    return Err(CreateTx::UnknownRole(role.clone()));
-                                }
+                        for role in &user.roles {
+                            let exists: i64 = roles::table
+                                .filter(roles::name.eq(role.as_str()))
+                                .count()
+                                .get_result(conn)
+                                .await?;
+                            if exists == 0 {
+                                return Err(CreateTx::UnknownRole(role.clone()));
                             }
-                            let id = user.id.as_uuid();
-                            diesel::insert_into(users::table)
-                                .values(NewUserRow {
-                                    id,
-                                    username: user.username.as_str(),
-                                    email: user.email.as_str(),
-                                    email_key: user.email.key(),
-                                    display_name: user.display_name.as_deref(),
-                                    created_at: user.created_at,
+                        }
+                        let id = user.id.as_uuid();
+                        diesel::insert_into(users::table)
+                            .values(NewUserRow {
+                                id,
+                                username: user.username.as_str(),
+                                email: user.email.as_str(),
+                                email_key: user.email.key(),
+                                display_name: user.display_name.as_deref(),
+                                created_at: user.created_at,
+                                updated_at: user.created_at,
+                            })
+                            .execute(conn)
+                            .await?;
+                        if let Some(hash) = &user.password_hash {
+                            diesel::insert_into(password_credentials::table)
+                                .values(NewPasswordRow {
+                                    user_id: id,
+                                    hash: hash.as_str(),
                                     updated_at: user.created_at,
                                 })
                                 .execute(conn)
                                 .await?;
-                            if let Some(hash) = &user.password_hash {
-                                diesel::insert_into(password_credentials::table)
-                                    .values(NewPasswordRow { user_id: id, hash: hash.as_str(), updated_at: user.created_at })
-                                    .execute(conn)
-                                    .await?;
-                            }
-                            for role in &user.roles {
-                                diesel::insert_into(user_roles::table)
-                                    .values(NewUserRoleRow { user_id: id, role_name: role.as_str(), granted_at: user.created_at })
-                                    .execute(conn)
-                                    .await?;
-                            }
-                            Ok(users::table.find(id).select(UserRow::as_select()).first(conn).await?)
                         }
+                        for role in &user.roles {
+                            diesel::insert_into(user_roles::table)
+                                .values(NewUserRoleRow {
+                                    user_id: id,
+                                    role_name: role.as_str(),
+                                    granted_at: user.created_at,
+                                })
+                                .execute(conn)
+                                .await?;
+                        }
+                        Ok(users::table
+                            .find(id)
+                            .select(UserRow::as_select())
+                            .first(conn)
+                            .await?)
                     })
                     .await
                 }
@@ -301,30 +335,34 @@ impl UserStore for PgStore {
         match result {
             Ok(row) => Ok(row.into_domain()?),
             Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
-            Err(CreateTx::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))) => {
-                match info.constraint_name() {
-                    Some("users_username_unique") => Err(CreateUserError::UsernameTaken),
-                    Some("users_email_key_unique") => Err(CreateUserError::EmailTaken),
-                    _ => Err(InfraError::internal(info.message().to_owned()).into()),
-                }
-            }
+            Err(CreateTx::Diesel(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                info,
+            ))) => match info.constraint_name() {
+                Some("users_username_unique") => Err(CreateUserError::UsernameTaken),
+                Some("users_email_key_unique") => Err(CreateUserError::EmailTaken),
+                _ => Err(InfraError::internal(info.message().to_owned()).into()),
+            },
             Err(CreateTx::Infra(e)) => Err(e.into()),
             Err(CreateTx::Diesel(e)) => Err(db_error(e).into()),
         }
     }
 
     async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError> {
-        self.find_user(users::table.filter(users::id.eq(id.as_uuid())).into_boxed()).await
+        self.find_user(users::table.filter(users::id.eq(id.as_uuid())).into_boxed())
+            .await
     }
 
     async fn find_user_by_username(&self, username: &Username) -> Result<Option<User>, InfraError> {
         let name = username.as_str().to_owned();
-        self.find_user(users::table.filter(users::username.eq(name)).into_boxed()).await
+        self.find_user(users::table.filter(users::username.eq(name)).into_boxed())
+            .await
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError> {
         let key = email.key().to_owned();
-        self.find_user(users::table.filter(users::email_key.eq(key)).into_boxed()).await
+        self.find_user(users::table.filter(users::email_key.eq(key)).into_boxed())
+            .await
     }
 
     async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError> {
@@ -371,7 +409,10 @@ impl UserStore for PgStore {
 }
 
 impl PgStore {
-    async fn find_user(&self, query: users::BoxedQuery<'static, Pg>) -> Result<Option<User>, InfraError> {
+    async fn find_user(
+        &self,
+        query: users::BoxedQuery<'static, Pg>,
+    ) -> Result<Option<User>, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
             {
@@ -399,11 +440,15 @@ impl SessionStore for PgStore {
             let conn = &mut *self.conn().await?;
             {
                 conn.transaction::<_, DieselError, _>(async |conn| {
-                    {
-                        diesel::insert_into(sessions::table).values(session).execute(conn).await?;
-                        diesel::insert_into(refresh_tokens::table).values(token).execute(conn).await?;
-                        Ok(())
-                    }
+                    diesel::insert_into(sessions::table)
+                        .values(session)
+                        .execute(conn)
+                        .await?;
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(token)
+                        .execute(conn)
+                        .await?;
+                    Ok(())
                 })
                 .await
                 .map_err(db_error)
@@ -429,7 +474,10 @@ impl SessionStore for PgStore {
         .await
     }
 
-    async fn find_refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshTokenRecord>, InfraError> {
+    async fn find_refresh_token(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<RefreshTokenRecord>, InfraError> {
         let digest = digest.as_bytes().to_vec();
         self.timed(async {
             let conn = &mut *self.conn().await?;
@@ -467,7 +515,9 @@ impl SessionStore for PgStore {
             {
                 conn.transaction::<_, DieselError, _>(async |conn| {
                     {
-                        let live_sessions = sessions::table.filter(sessions::revoked_at.is_null()).select(sessions::id);
+                        let live_sessions = sessions::table
+                            .filter(sessions::revoked_at.is_null())
+                            .select(sessions::id);
                         // Row locking makes concurrent rotations of one token queue here; each
                         // re-checks `rotated_at IS NULL` after the winner commits, and finds nothing.
                         let retired: Option<Uuid> = diesel::update(
@@ -506,12 +556,16 @@ impl SessionStore for PgStore {
         self.timed(async {
             let conn = &mut *self.conn().await?;
             {
-                diesel::update(sessions::table.find(id.as_uuid()).filter(sessions::revoked_at.is_null()))
-                    .set(sessions::revoked_at.eq(now))
-                    .execute(conn)
-                    .await
-                    .map(|n| n == 1)
-                    .map_err(db_error)
+                diesel::update(
+                    sessions::table
+                        .find(id.as_uuid())
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(now))
+                .execute(conn)
+                .await
+                .map(|n| n == 1)
+                .map_err(db_error)
             }
         })
         .await
@@ -546,11 +600,17 @@ mod tests {
     #[test]
     fn connect_timeout_is_added_once() {
         let t = Duration::from_secs(2);
-        assert_eq!(with_connect_timeout("postgres://h/db", t), "postgres://h/db?connect_timeout=2");
+        assert_eq!(
+            with_connect_timeout("postgres://h/db", t),
+            "postgres://h/db?connect_timeout=2"
+        );
         assert_eq!(
             with_connect_timeout("postgres://h/db?sslmode=disable", t),
             "postgres://h/db?sslmode=disable&connect_timeout=2"
         );
-        assert_eq!(with_connect_timeout("postgres://h/db?connect_timeout=9", t), "postgres://h/db?connect_timeout=9");
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?connect_timeout=9", t),
+            "postgres://h/db?connect_timeout=9"
+        );
     }
 }

@@ -133,13 +133,12 @@ async fn ensure_template(admin: &mut AsyncPgConnection, admin_url: &str, templat
         .execute(admin)
         .await
         .unwrap_or_else(|e| panic!("advisory lock: {e}"));
-    let found: Exists = diesel::sql_query(
-        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists",
-    )
-    .bind::<diesel::sql_types::Text, _>(template)
-    .get_result(admin)
-    .await
-    .unwrap_or_else(|e| panic!("looking up {template}: {e}"));
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<diesel::sql_types::Text, _>(template)
+            .get_result(admin)
+            .await
+            .unwrap_or_else(|e| panic!("looking up {template}: {e}"));
     if !found.exists {
         let building = format!("{template}_building");
         for statement in [
@@ -153,12 +152,17 @@ async fn ensure_template(admin: &mut AsyncPgConnection, admin_url: &str, templat
         }
         let store = PgStore::connect(&PgConfig::new(url_for(admin_url, &building)))
             .unwrap_or_else(|e| panic!("pool for {building}: {e}"));
-        store.migrate().await.unwrap_or_else(|e| panic!("migrating {building}: {e}"));
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrating {building}: {e}"));
         drop(store);
         // The pool's connections close in the background; make sure none is left, since a
         // database with sessions cannot be renamed or used as a template.
         for statement in [
-            format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{building}'"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{building}'"
+            ),
             format!("ALTER DATABASE {building} RENAME TO {template}"),
         ] {
             diesel::sql_query(statement)
@@ -179,7 +183,10 @@ impl Drop for TestDatabase {
         let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         // Drop may run inside a runtime: use a thread with its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut admin = AsyncPgConnection::establish(&admin_url).await.ok()?;
                 diesel::sql_query(statement).execute(&mut admin).await.ok()
@@ -188,7 +195,11 @@ impl Drop for TestDatabase {
         .join();
         if !matches!(dropped, Ok(Some(_))) {
             use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "warning: could not drop test database {}", self.name);
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: could not drop test database {}",
+                self.name
+            );
         }
     }
 }

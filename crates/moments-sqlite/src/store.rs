@@ -15,14 +15,18 @@ use moments_domain::InfraError;
 use moments_domain::authz::{Permission, Role, RoleName};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
-use moments_domain::session::{NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest};
+use moments_domain::session::{
+    NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
+};
 use moments_domain::user::{NewUser, User};
 use moments_domain::value::{Email, PasswordHash, Username};
 
 use crate::models::{
     NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow, uuid_text,
 };
-use crate::schema::{password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users};
+use crate::schema::{
+    password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users,
+};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
@@ -94,7 +98,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("state", &self.pool.state()).finish()
+        f.debug_struct("SqliteStore")
+            .field("state", &self.pool.state())
+            .finish()
     }
 }
 
@@ -135,7 +141,9 @@ impl SqliteStore {
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| InfraError::unavailable("database", e))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| InfraError::unavailable("database", e))?;
             work(&mut conn)
         })
         .await
@@ -228,12 +236,20 @@ impl UserStore for SqliteStore {
                         .execute(conn)?;
                     if let Some(hash) = &user.password_hash {
                         diesel::insert_into(password_credentials::table)
-                            .values(NewPasswordRow { user_id: user_id.clone(), hash: hash.as_str(), updated_at: created })
+                            .values(NewPasswordRow {
+                                user_id: user_id.clone(),
+                                hash: hash.as_str(),
+                                updated_at: created,
+                            })
                             .execute(conn)?;
                     }
                     for role in &user.roles {
                         diesel::insert_into(user_roles::table)
-                            .values(NewUserRoleRow { user_id: user_id.clone(), role_name: role.as_str(), granted_at: created })
+                            .values(NewUserRoleRow {
+                                user_id: user_id.clone(),
+                                role_name: role.as_str(),
+                                granted_at: created,
+                            })
                             .execute(conn)?;
                     }
                     users::table
@@ -247,7 +263,10 @@ impl UserStore for SqliteStore {
         match result {
             Ok(row) => Ok(row.into_domain()?),
             Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
-            Err(CreateTx::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))) => {
+            Err(CreateTx::Diesel(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                info,
+            ))) => {
                 // SQLite names the column, not the constraint: "UNIQUE constraint failed: users.email_key".
                 if info.message().contains("users.email_key") {
                     Err(CreateUserError::EmailTaken)
@@ -268,12 +287,14 @@ impl UserStore for SqliteStore {
 
     async fn find_user_by_username(&self, username: &Username) -> Result<Option<User>, InfraError> {
         let name = username.as_str().to_owned();
-        self.find_user(move |q| q.filter(users::username.eq(name))).await
+        self.find_user(move |q| q.filter(users::username.eq(name)))
+            .await
     }
 
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError> {
         let key = email.key().to_owned();
-        self.find_user(move |q| q.filter(users::email_key.eq(key))).await
+        self.find_user(move |q| q.filter(users::email_key.eq(key)))
+            .await
     }
 
     async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError> {
@@ -313,9 +334,11 @@ impl UserStore for SqliteStore {
 impl SqliteStore {
     async fn find_user(
         &self,
-        filter: impl FnOnce(users::BoxedQuery<'static, diesel::sqlite::Sqlite>) -> users::BoxedQuery<'static, diesel::sqlite::Sqlite>
-            + Send
-            + 'static,
+        filter: impl FnOnce(
+            users::BoxedQuery<'static, diesel::sqlite::Sqlite>,
+        ) -> users::BoxedQuery<'static, diesel::sqlite::Sqlite>
+        + Send
+        + 'static,
     ) -> Result<Option<User>, InfraError> {
         self.run(move |conn| {
             filter(users::table.into_boxed())
@@ -337,8 +360,12 @@ impl SessionStore for SqliteStore {
             let session = SessionRow::from_domain(&new.session);
             let token = token_row(&new.refresh_token, &session.id);
             conn.immediate_transaction(|conn| {
-                diesel::insert_into(sessions::table).values(&session).execute(conn)?;
-                diesel::insert_into(refresh_tokens::table).values(&token).execute(conn)?;
+                diesel::insert_into(sessions::table)
+                    .values(&session)
+                    .execute(conn)?;
+                diesel::insert_into(refresh_tokens::table)
+                    .values(&token)
+                    .execute(conn)?;
                 Ok(())
             })
             .map_err(db_error)
@@ -361,7 +388,10 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn find_refresh_token(&self, digest: &TokenDigest) -> Result<Option<RefreshTokenRecord>, InfraError> {
+    async fn find_refresh_token(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<RefreshTokenRecord>, InfraError> {
         let digest = digest.as_bytes().to_vec();
         self.run(move |conn| {
             let found = refresh_tokens::table
@@ -429,11 +459,15 @@ impl SessionStore for SqliteStore {
         let id = uuid_text(id.as_uuid());
         let now = now.naive_utc();
         self.run(move |conn| {
-            diesel::update(sessions::table.find(id).filter(sessions::revoked_at.is_null()))
-                .set(sessions::revoked_at.eq(now))
-                .execute(conn)
-                .map(|n| n == 1)
-                .map_err(db_error)
+            diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now))
+            .execute(conn)
+            .map(|n| n == 1)
+            .map_err(db_error)
         })
         .await
     }
@@ -457,6 +491,7 @@ impl HealthProbe for SqliteStore {
     }
 
     async fn check(&self) -> Result<(), InfraError> {
-        self.run(|conn| conn.batch_execute("SELECT 1").map_err(db_error)).await
+        self.run(|conn| conn.batch_execute("SELECT 1").map_err(db_error))
+            .await
     }
 }

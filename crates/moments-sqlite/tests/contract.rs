@@ -1,5 +1,7 @@
 //! The store contract suite on a fresh SQLite file per test.
 
+#![expect(clippy::unwrap_used, reason = "test setup")]
+
 use std::sync::Arc;
 
 use moments_sqlite::{SqliteConfig, SqliteStore};

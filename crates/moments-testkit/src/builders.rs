@@ -21,7 +21,9 @@ pub fn new_user(username: &str, email: &str) -> NewUser {
         username: Username::parse(username).unwrap_or_else(|e| panic!("{username}: {e}")),
         email: Email::parse(email).unwrap_or_else(|e| panic!("{email}: {e}")),
         display_name: None,
-        password_hash: Some(PasswordHash::new(format!("$argon2id$v=19$m=8,t=1,p=1$fake-{username}"))),
+        password_hash: Some(PasswordHash::new(format!(
+            "$argon2id$v=19$m=8,t=1,p=1$fake-{username}"
+        ))),
         roles: vec![default_role()],
         created_at: now(),
     }

@@ -80,41 +80,93 @@ pub async fn user_round_trips_by_id_username_and_email(store: &StoreUnderTest) {
 
     let by_id = store.users.find_user_by_id(new.id).await.unwrap().unwrap();
     assert_eq!(by_id, created);
-    let by_name = store.users.find_user_by_username(&new.username).await.unwrap().unwrap();
+    let by_name = store
+        .users
+        .find_user_by_username(&new.username)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_name, created);
     let shouted = Email::parse(&format!("{}@EXAMPLE.com", name.to_uppercase())).unwrap();
-    let by_email = store.users.find_user_by_email(&shouted).await.unwrap().unwrap();
+    let by_email = store
+        .users
+        .find_user_by_email(&shouted)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_email, created);
 
     let nobody = UserId::from_uuid(Uuid::now_v7());
     assert!(store.users.find_user_by_id(nobody).await.unwrap().is_none());
     let other = Username::parse(&unique("nobody")).unwrap();
-    assert!(store.users.find_user_by_username(&other).await.unwrap().is_none());
+    assert!(
+        store
+            .users
+            .find_user_by_username(&other)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let other = Email::parse("nobody@example.org").unwrap();
-    assert!(store.users.find_user_by_email(&other).await.unwrap().is_none());
+    assert!(
+        store
+            .users
+            .find_user_by_email(&other)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let roles = store.users.roles_of(new.id).await.unwrap();
-    assert_eq!(roles.iter().map(|r| r.name.clone()).collect::<Vec<_>>(), vec![default_role()]);
+    assert_eq!(
+        roles.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        vec![default_role()]
+    );
 }
 
 /// A second account with a taken username is refused, whatever the case it was typed in.
 pub async fn username_is_unique(store: &StoreUnderTest) {
     let name = unique("bob");
-    store.users.create_user(new_user(&name, &format!("{name}@a.example"))).await.unwrap();
+    store
+        .users
+        .create_user(new_user(&name, &format!("{name}@a.example")))
+        .await
+        .unwrap();
     let again = new_user(&name.to_uppercase(), &format!("{name}@b.example"));
     let err = store.users.create_user(again.clone()).await.unwrap_err();
     assert!(matches!(err, CreateUserError::UsernameTaken), "{err:?}");
-    assert!(store.users.find_user_by_id(again.id).await.unwrap().is_none());
+    assert!(
+        store
+            .users
+            .find_user_by_id(again.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// A second account with a taken e-mail address, in any case, is refused.
 pub async fn email_is_unique_case_insensitively(store: &StoreUnderTest) {
     let name = unique("carol");
-    store.users.create_user(new_user(&name, &format!("{name}@example.com"))).await.unwrap();
-    let again = new_user(&unique("carol2"), &format!("{}@EXAMPLE.COM", name.to_uppercase()));
+    store
+        .users
+        .create_user(new_user(&name, &format!("{name}@example.com")))
+        .await
+        .unwrap();
+    let again = new_user(
+        &unique("carol2"),
+        &format!("{}@EXAMPLE.COM", name.to_uppercase()),
+    );
     let err = store.users.create_user(again.clone()).await.unwrap_err();
     assert!(matches!(err, CreateUserError::EmailTaken), "{err:?}");
-    assert!(store.users.find_user_by_id(again.id).await.unwrap().is_none());
+    assert!(
+        store
+            .users
+            .find_user_by_id(again.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 const RACERS: usize = 16;
@@ -128,7 +180,11 @@ pub async fn concurrent_inserts_of_one_username_have_one_winner(store: &StoreUnd
         let user = new_user(&name, &format!("{name}.{i}@example.com"));
         tokio::spawn(async move { users.create_user(user).await })
     });
-    let results: Vec<_> = join_all(attempts).await.into_iter().map(|r| r.unwrap()).collect();
+    let results: Vec<_> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "{results:?}");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
@@ -141,11 +197,19 @@ pub async fn concurrent_inserts_of_one_email_have_one_winner(store: &StoreUnderT
     let base = unique("erin");
     let attempts = (0..RACERS).map(|i| {
         let users = Arc::clone(&store.users);
-        let local = if i % 2 == 0 { base.to_uppercase() } else { base.clone() };
+        let local = if i % 2 == 0 {
+            base.to_uppercase()
+        } else {
+            base.clone()
+        };
         let user = new_user(&format!("{base}_{i}"), &format!("{local}@Example.com"));
         tokio::spawn(async move { users.create_user(user).await })
     });
-    let results: Vec<_> = join_all(attempts).await.into_iter().map(|r| r.unwrap()).collect();
+    let results: Vec<_> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     let winners = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(winners, 1, "{results:?}");
     for r in results.iter().filter_map(|r| r.as_ref().err()) {
@@ -158,7 +222,10 @@ pub async fn password_hash_is_stored_apart_and_optional(store: &StoreUnderTest) 
     let name = unique("frank");
     let with = new_user(&name, &format!("{name}@example.com"));
     store.users.create_user(with.clone()).await.unwrap();
-    assert_eq!(store.users.password_hash(with.id).await.unwrap(), with.password_hash);
+    assert_eq!(
+        store.users.password_hash(with.id).await.unwrap(),
+        with.password_hash
+    );
 
     let name = unique("grace");
     let mut without = new_user(&name, &format!("{name}@example.com"));
@@ -175,9 +242,26 @@ pub async fn unknown_role_creates_nothing(store: &StoreUnderTest) {
     let mut user = new_user(&name, &format!("{name}@example.com"));
     user.roles.push(RoleName::parse("no-such-role").unwrap());
     let err = store.users.create_user(user.clone()).await.unwrap_err();
-    assert!(matches!(err, CreateUserError::UnknownRole(ref r) if r.as_str() == "no-such-role"), "{err:?}");
-    assert!(store.users.find_user_by_id(user.id).await.unwrap().is_none());
-    assert!(store.users.find_user_by_username(&user.username).await.unwrap().is_none());
+    assert!(
+        matches!(err, CreateUserError::UnknownRole(ref r) if r.as_str() == "no-such-role"),
+        "{err:?}"
+    );
+    assert!(
+        store
+            .users
+            .find_user_by_id(user.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .users
+            .find_user_by_username(&user.username)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// The seeded built-in roles hold exactly the permissions the domain defines.
@@ -204,17 +288,39 @@ pub async fn session_round_trips_and_is_found_by_digest(store: &StoreUnderTest) 
     let new = new_session(user, d.clone());
     store.sessions.create_session(new.clone()).await.unwrap();
 
-    let record = store.sessions.find_refresh_token(&d).await.unwrap().unwrap();
+    let record = store
+        .sessions
+        .find_refresh_token(&d)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.id, new.refresh_token.id);
     assert_eq!(record.issued_at, new.refresh_token.issued_at);
     assert_eq!(record.expires_at, new.refresh_token.expires_at);
     assert_eq!(record.rotated_at, None);
     assert_eq!(record.session, new.session);
-    assert_eq!(store.sessions.find_session(new.session.id).await.unwrap(), Some(new.session));
+    assert_eq!(
+        store.sessions.find_session(new.session.id).await.unwrap(),
+        Some(new.session)
+    );
 
-    assert!(store.sessions.find_refresh_token(&digest()).await.unwrap().is_none());
+    assert!(
+        store
+            .sessions
+            .find_refresh_token(&digest())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let unknown = SessionId::from_uuid(Uuid::now_v7());
-    assert!(store.sessions.find_session(unknown).await.unwrap().is_none());
+    assert!(
+        store
+            .sessions
+            .find_session(unknown)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Rotation marks the token rotated, stores the successor in the same session, records use,
@@ -227,37 +333,92 @@ pub async fn rotation_retires_the_token_and_stores_the_successor(store: &StoreUn
 
     let later = now() + TimeDelta::seconds(5);
     let second = digest();
-    assert!(store.sessions.rotate_refresh_token(&first, refresh_token(second.clone()), later).await.unwrap());
+    assert!(
+        store
+            .sessions
+            .rotate_refresh_token(&first, refresh_token(second.clone()), later)
+            .await
+            .unwrap()
+    );
 
-    let old = store.sessions.find_refresh_token(&first).await.unwrap().unwrap();
+    let old = store
+        .sessions
+        .find_refresh_token(&first)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(old.rotated_at, Some(later));
-    let successor = store.sessions.find_refresh_token(&second).await.unwrap().unwrap();
+    let successor = store
+        .sessions
+        .find_refresh_token(&second)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(successor.rotated_at, None);
     assert_eq!(successor.session.id, new.session.id);
     assert_eq!(successor.session.last_used_at, later);
 
     let third = digest();
-    assert!(!store.sessions.rotate_refresh_token(&first, refresh_token(third.clone()), later).await.unwrap());
-    assert!(store.sessions.find_refresh_token(&third).await.unwrap().is_none(), "a refused rotation stores nothing");
-    assert!(!store.sessions.rotate_refresh_token(&digest(), refresh_token(digest()), later).await.unwrap());
+    assert!(
+        !store
+            .sessions
+            .rotate_refresh_token(&first, refresh_token(third.clone()), later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .sessions
+            .find_refresh_token(&third)
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused rotation stores nothing"
+    );
+    assert!(
+        !store
+            .sessions
+            .rotate_refresh_token(&digest(), refresh_token(digest()), later)
+            .await
+            .unwrap()
+    );
 }
 
 /// Of many concurrent rotations of one token exactly one succeeds and one successor exists.
 pub async fn concurrent_rotations_of_one_token_have_one_winner(store: &StoreUnderTest) {
     let user = some_user(store).await;
     let first = digest();
-    store.sessions.create_session(new_session(user, first.clone())).await.unwrap();
+    store
+        .sessions
+        .create_session(new_session(user, first.clone()))
+        .await
+        .unwrap();
     let successors: Vec<_> = (0..RACERS).map(|_| digest()).collect();
     let attempts = successors.iter().cloned().map(|next| {
         let sessions = Arc::clone(&store.sessions);
         let first = first.clone();
-        tokio::spawn(async move { sessions.rotate_refresh_token(&first, refresh_token(next), now()).await })
+        tokio::spawn(async move {
+            sessions
+                .rotate_refresh_token(&first, refresh_token(next), now())
+                .await
+        })
     });
-    let results: Vec<bool> = join_all(attempts).await.into_iter().map(|r| r.unwrap().unwrap()).collect();
+    let results: Vec<bool> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
     assert_eq!(results.iter().filter(|won| **won).count(), 1, "{results:?}");
     let mut stored = 0;
     for d in &successors {
-        stored += usize::from(store.sessions.find_refresh_token(d).await.unwrap().is_some());
+        stored += usize::from(
+            store
+                .sessions
+                .find_refresh_token(d)
+                .await
+                .unwrap()
+                .is_some(),
+        );
     }
     assert_eq!(stored, 1);
 }
@@ -269,11 +430,34 @@ pub async fn revoked_sessions_do_not_rotate(store: &StoreUnderTest) {
     let new = new_session(user, d.clone());
     store.sessions.create_session(new.clone()).await.unwrap();
     let at = now();
-    assert!(store.sessions.revoke_session(new.session.id, at).await.unwrap());
-    assert!(!store.sessions.revoke_session(new.session.id, at).await.unwrap());
-    let record = store.sessions.find_refresh_token(&d).await.unwrap().unwrap();
+    assert!(
+        store
+            .sessions
+            .revoke_session(new.session.id, at)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .sessions
+            .revoke_session(new.session.id, at)
+            .await
+            .unwrap()
+    );
+    let record = store
+        .sessions
+        .find_refresh_token(&d)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(record.session.revoked_at, Some(at));
-    assert!(!store.sessions.rotate_refresh_token(&d, refresh_token(digest()), at).await.unwrap());
+    assert!(
+        !store
+            .sessions
+            .rotate_refresh_token(&d, refresh_token(digest()), at)
+            .await
+            .unwrap()
+    );
     let unknown = SessionId::from_uuid(Uuid::now_v7());
     assert!(!store.sessions.revoke_session(unknown, at).await.unwrap());
 }

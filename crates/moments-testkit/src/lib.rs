@@ -1,4 +1,9 @@
 #![doc = include_str!("../README.md")]
+// Test support: a failed expectation should stop the test with its message.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test support panics on failed expectations"
+)]
 
 pub mod builders;
 pub mod contract;

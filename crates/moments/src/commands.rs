@@ -15,7 +15,11 @@ use crate::wiring::{Migrations, Store, build_state};
 /// Serves the API until SIGTERM or Ctrl-C; in-flight requests then get up to the shutdown
 /// timeout to finish.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let migrations = if config.auto_migrate { Migrations::Apply } else { Migrations::RequireCurrent };
+    let migrations = if config.auto_migrate {
+        Migrations::Apply
+    } else {
+        Migrations::RequireCurrent
+    };
     let store = Store::open(&config, migrations).await?;
     let (state, http) = build_state(&config, &store)?;
     let server = HttpServer::new(move || moments_http::app(state.clone(), http.clone()))
@@ -44,24 +48,57 @@ pub fn openapi() -> anyhow::Result<()> {
 }
 
 /// Creates an account, optionally an administrator, reading the password from standard input.
-pub async fn create_user(config: Config, username: &str, email: &str, admin: bool) -> anyhow::Result<()> {
+pub async fn create_user(
+    config: Config,
+    username: &str,
+    email: &str,
+    admin: bool,
+) -> anyhow::Result<()> {
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).context("reading the password from standard input")?;
-    let password = input.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&input);
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the password from standard input")?;
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
     let mut problems = Vec::new();
-    let username = Username::parse(username).map_err(|e| problems.push(format!("--username: {e}"))).ok();
-    let email = Email::parse(email).map_err(|e| problems.push(format!("--email: {e}"))).ok();
-    let password = Password::parse(password).map_err(|e| problems.push(format!("password: {e}"))).ok();
+    let username = Username::parse(username)
+        .map_err(|e| problems.push(format!("--username: {e}")))
+        .ok();
+    let email = Email::parse(email)
+        .map_err(|e| problems.push(format!("--email: {e}")))
+        .ok();
+    let password = Password::parse(password)
+        .map_err(|e| problems.push(format!("password: {e}")))
+        .ok();
     let (Some(username), Some(email), Some(password)) = (username, email, password) else {
         bail!("{}", problems.join("; "));
     };
     let store = Store::open(&config, Migrations::RequireCurrent).await?;
     let (state, _) = build_state(&config, &store)?;
-    let extra = if admin { vec![RoleName::parse("admin").map_err(|e| anyhow::anyhow!(e.message))?] } else { Vec::new() };
-    let user = match state.accounts.register_with_roles(Registration { username, email, password }, &extra).await {
+    let extra = if admin {
+        vec![RoleName::parse("admin").map_err(|e| anyhow::anyhow!(e.message))?]
+    } else {
+        Vec::new()
+    };
+    let user = match state
+        .accounts
+        .register_with_roles(
+            Registration {
+                username,
+                email,
+                password,
+            },
+            &extra,
+        )
+        .await
+    {
         Ok(user) => user,
         Err(RegisterError::UsernameTaken) => bail!("--username: this username is already taken"),
-        Err(RegisterError::EmailTaken) => bail!("--email: this e-mail address is already registered"),
+        Err(RegisterError::EmailTaken) => {
+            bail!("--email: this e-mail address is already registered")
+        }
         Err(RegisterError::Infra(e)) => return Err(e.into()),
     };
     println!(

@@ -20,7 +20,10 @@ pub struct ConfigError {
 }
 
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError { var, problem: problem.into() }
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
 }
 
 /// Development (the default) or production.
@@ -114,13 +117,22 @@ pub const MIN_SECRET_DISTINCT_BYTES: usize = 10;
 
 fn check_secret(var: &'static str, secret: &[u8]) -> Result<(), ConfigError> {
     if secret.len() < MIN_SECRET_BYTES {
-        return Err(err(var, format!("must be at least {MIN_SECRET_BYTES} bytes (it has {})", secret.len())));
+        return Err(err(
+            var,
+            format!(
+                "must be at least {MIN_SECRET_BYTES} bytes (it has {})",
+                secret.len()
+            ),
+        ));
     }
     let mut distinct = secret.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
     if distinct.len() < MIN_SECRET_DISTINCT_BYTES {
-        return Err(err(var, "is too repetitive to be a secret; generate one with `openssl rand -base64 48`"));
+        return Err(err(
+            var,
+            "is too repetitive to be a secret; generate one with `openssl rand -base64 48`",
+        ));
     }
     Ok(())
 }
@@ -133,16 +145,24 @@ impl Config {
 
     /// Reads settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let number = |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(raw) => match raw.parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(err(var, format!("must be a whole number from {min} to {max}, not {raw:?}"))),
-                },
-            }
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
         };
+        let number =
+            |var: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+                match get(var) {
+                    None => Ok(default),
+                    Some(raw) => match raw.parse::<u64>() {
+                        Ok(n) if (min..=max).contains(&n) => Ok(n),
+                        _ => Err(err(
+                            var,
+                            format!("must be a whole number from {min} to {max}, not {raw:?}"),
+                        )),
+                    },
+                }
+            };
         let flag = |var: &'static str| -> Result<bool, ConfigError> {
             match get(var).as_deref() {
                 None | Some("false" | "0" | "no") => Ok(false),
@@ -150,25 +170,44 @@ impl Config {
                 Some(other) => Err(err(var, format!("must be true or false, not {other:?}"))),
             }
         };
-        let seconds = |var: &'static str, default: u64, min: u64, max: u64| -> Result<TimeDelta, ConfigError> {
+        let seconds = |var: &'static str,
+                       default: u64,
+                       min: u64,
+                       max: u64|
+         -> Result<TimeDelta, ConfigError> {
             let n = number(var, default, min, max)?;
-            i64::try_from(n).map(TimeDelta::seconds).map_err(|_| err(var, "is too large"))
+            i64::try_from(n)
+                .map(TimeDelta::seconds)
+                .map_err(|_| err(var, "is too large"))
         };
 
         let environment = match get("MOMENTS_ENV").as_deref() {
             None | Some("development") => Environment::Development,
             Some("production") => Environment::Production,
-            Some(other) => return Err(err("MOMENTS_ENV", format!("must be development or production, not {other:?}"))),
+            Some(other) => {
+                return Err(err(
+                    "MOMENTS_ENV",
+                    format!("must be development or production, not {other:?}"),
+                ));
+            }
         };
         let listen_raw = get("MOMENTS_LISTEN").unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_raw
-            .parse()
-            .map_err(|_| err("MOMENTS_LISTEN", format!("must be an address and port such as 127.0.0.1:8080, not {listen_raw:?}")))?;
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            err(
+                "MOMENTS_LISTEN",
+                format!("must be an address and port such as 127.0.0.1:8080, not {listen_raw:?}"),
+            )
+        })?;
         let data_dir = PathBuf::from(get("MOMENTS_DATA_DIR").unwrap_or_else(|| "./data".into()));
         let database = match get("DATABASE_URL") {
             None => DatabaseConfig::Sqlite(data_dir.join("moments.db")),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => DatabaseConfig::Postgres(url),
-            Some(url) => match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseConfig::Postgres(url)
+            }
+            Some(url) => match url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            {
                 Some(path) if !path.is_empty() => DatabaseConfig::Sqlite(PathBuf::from(path)),
                 _ => {
                     return Err(err(
@@ -182,9 +221,14 @@ impl Config {
             .map(|u| u.trim_end_matches('/').to_owned())
             .unwrap_or_else(|| format!("http://{listen}"));
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            return Err(err("MOMENTS_PUBLIC_URL", "must be an absolute http:// or https:// URL"));
+            return Err(err(
+                "MOMENTS_PUBLIC_URL",
+                "must be an absolute http:// or https:// URL",
+            ));
         }
-        if get("MOMENTS_JWT_SIGNING_KEY_FILE").is_some() || get("MOMENTS_JWT_VERIFY_KEY_FILES").is_some() {
+        if get("MOMENTS_JWT_SIGNING_KEY_FILE").is_some()
+            || get("MOMENTS_JWT_VERIFY_KEY_FILES").is_some()
+        {
             return Err(err(
                 "MOMENTS_JWT_SIGNING_KEY_FILE",
                 "asymmetric signing keys are not supported by this version yet; use MOMENTS_JWT_SECRET (HS256)",
@@ -195,7 +239,9 @@ impl Config {
                 check_secret("MOMENTS_JWT_SECRET", secret.as_bytes())?;
                 JwtSecretSource::Configured(SecretSlice::from(secret.into_bytes()))
             }
-            (None, Environment::Development) => JwtSecretSource::Generated(data_dir.join("jwt-secret")),
+            (None, Environment::Development) => {
+                JwtSecretSource::Generated(data_dir.join("jwt-secret"))
+            }
             (None, Environment::Production) => {
                 return Err(err(
                     "MOMENTS_JWT_SECRET",
@@ -204,8 +250,18 @@ impl Config {
             }
         };
         let access_token_ttl = seconds("MOMENTS_ACCESS_TOKEN_TTL_SECONDS", 900, 60, 86_400)?;
-        let refresh_token_ttl = seconds("MOMENTS_REFRESH_TOKEN_TTL_SECONDS", 604_800, 300, 31_536_000)?;
-        let session_max_age = seconds("MOMENTS_SESSION_MAX_AGE_SECONDS", 2_592_000, 300, 31_536_000)?;
+        let refresh_token_ttl = seconds(
+            "MOMENTS_REFRESH_TOKEN_TTL_SECONDS",
+            604_800,
+            300,
+            31_536_000,
+        )?;
+        let session_max_age = seconds(
+            "MOMENTS_SESSION_MAX_AGE_SECONDS",
+            2_592_000,
+            300,
+            31_536_000,
+        )?;
         if session_max_age < refresh_token_ttl {
             return Err(err(
                 "MOMENTS_SESSION_MAX_AGE_SECONDS",
@@ -213,13 +269,43 @@ impl Config {
             ));
         }
         let defaults = Argon2Config::default();
-        let to_u32 = |var: &'static str, n: u64| u32::try_from(n).map_err(|_| err(var, "is too large"));
+        let to_u32 =
+            |var: &'static str, n: u64| u32::try_from(n).map_err(|_| err(var, "is too large"));
         let argon2 = Argon2Config {
-            memory_kib: to_u32("MOMENTS_ARGON2_MEMORY_KIB", number("MOMENTS_ARGON2_MEMORY_KIB", defaults.memory_kib.into(), 19_456, 4_194_304)?)?,
-            iterations: to_u32("MOMENTS_ARGON2_ITERATIONS", number("MOMENTS_ARGON2_ITERATIONS", defaults.iterations.into(), 2, 100)?)?,
-            parallelism: to_u32("MOMENTS_ARGON2_PARALLELISM", number("MOMENTS_ARGON2_PARALLELISM", defaults.parallelism.into(), 1, 64)?)?,
-            max_concurrent: usize::try_from(number("MOMENTS_HASHING_CONCURRENCY", defaults.max_concurrent as u64, 1, 1024)?)
-                .map_err(|_| err("MOMENTS_HASHING_CONCURRENCY", "is too large"))?,
+            memory_kib: to_u32(
+                "MOMENTS_ARGON2_MEMORY_KIB",
+                number(
+                    "MOMENTS_ARGON2_MEMORY_KIB",
+                    defaults.memory_kib.into(),
+                    19_456,
+                    4_194_304,
+                )?,
+            )?,
+            iterations: to_u32(
+                "MOMENTS_ARGON2_ITERATIONS",
+                number(
+                    "MOMENTS_ARGON2_ITERATIONS",
+                    defaults.iterations.into(),
+                    2,
+                    100,
+                )?,
+            )?,
+            parallelism: to_u32(
+                "MOMENTS_ARGON2_PARALLELISM",
+                number(
+                    "MOMENTS_ARGON2_PARALLELISM",
+                    defaults.parallelism.into(),
+                    1,
+                    64,
+                )?,
+            )?,
+            max_concurrent: usize::try_from(number(
+                "MOMENTS_HASHING_CONCURRENCY",
+                defaults.max_concurrent as u64,
+                1,
+                1024,
+            )?)
+            .map_err(|_| err("MOMENTS_HASHING_CONCURRENCY", "is too large"))?,
         };
         let cors_origins = match get("MOMENTS_CORS_ORIGINS") {
             None => Vec::new(),
@@ -228,10 +314,15 @@ impl Config {
                 .map(str::trim)
                 .filter(|o| !o.is_empty())
                 .map(|origin| {
-                    if (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/') {
+                    if (origin.starts_with("http://") || origin.starts_with("https://"))
+                        && !origin.ends_with('/')
+                    {
                         Ok(origin.to_owned())
                     } else {
-                        Err(err("MOMENTS_CORS_ORIGINS", format!("{origin:?} is not an origin such as https://app.example.com")))
+                        Err(err(
+                            "MOMENTS_CORS_ORIGINS",
+                            format!("{origin:?} is not an origin such as https://app.example.com"),
+                        ))
                     }
                 })
                 .collect::<Result<_, _>>()?,
@@ -240,7 +331,12 @@ impl Config {
             None if environment == Environment::Production => LogFormat::Json,
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(err("MOMENTS_LOG_FORMAT", format!("must be text or json, not {other:?}"))),
+            Some(other) => {
+                return Err(err(
+                    "MOMENTS_LOG_FORMAT",
+                    format!("must be text or json, not {other:?}"),
+                ));
+            }
         };
         Ok(Self {
             environment,
@@ -249,7 +345,12 @@ impl Config {
             database,
             database_pool_size: usize::try_from(number("MOMENTS_DATABASE_POOL_SIZE", 16, 1, 1000)?)
                 .map_err(|_| err("MOMENTS_DATABASE_POOL_SIZE", "is too large"))?,
-            database_timeout: Duration::from_millis(number("MOMENTS_DATABASE_TIMEOUT_MS", 2000, 100, 60_000)?),
+            database_timeout: Duration::from_millis(number(
+                "MOMENTS_DATABASE_TIMEOUT_MS",
+                2000,
+                100,
+                60_000,
+            )?),
             auto_migrate: flag("MOMENTS_AUTO_MIGRATE")?,
             public_url,
             jwt_secret,
@@ -260,7 +361,12 @@ impl Config {
             argon2,
             cors_origins,
             log_format,
-            shutdown_timeout: Duration::from_secs(number("MOMENTS_SHUTDOWN_TIMEOUT_SECONDS", 30, 1, 3600)?),
+            shutdown_timeout: Duration::from_secs(number(
+                "MOMENTS_SHUTDOWN_TIMEOUT_SECONDS",
+                30,
+                1,
+                3600,
+            )?),
         })
     }
 }
@@ -272,7 +378,10 @@ mod tests {
     use super::*;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -283,9 +392,14 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.environment, Environment::Development);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.database, DatabaseConfig::Sqlite(PathBuf::from("./data/moments.db")));
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Sqlite(PathBuf::from("./data/moments.db"))
+        );
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
-        assert!(matches!(c.jwt_secret, JwtSecretSource::Generated(ref p) if p == &PathBuf::from("./data/jwt-secret")));
+        assert!(
+            matches!(c.jwt_secret, JwtSecretSource::Generated(ref p) if p == &PathBuf::from("./data/jwt-secret"))
+        );
         assert_eq!(c.access_token_ttl, TimeDelta::minutes(15));
         assert_eq!(c.refresh_token_ttl, TimeDelta::days(7));
         assert_eq!(c.session_max_age, TimeDelta::days(30));
@@ -297,16 +411,31 @@ mod tests {
     fn production_needs_a_strong_secret() {
         let e = config(&[("MOMENTS_ENV", "production")]).unwrap_err();
         assert_eq!(e.var, "MOMENTS_JWT_SECRET");
-        let e = config(&[("MOMENTS_ENV", "production"), ("MOMENTS_JWT_SECRET", "short")]).unwrap_err();
+        let e = config(&[
+            ("MOMENTS_ENV", "production"),
+            ("MOMENTS_JWT_SECRET", "short"),
+        ])
+        .unwrap_err();
         assert_eq!(e.var, "MOMENTS_JWT_SECRET");
         assert!(e.problem.contains("32"), "{e}");
         let repetitive = "a".repeat(64);
-        let e = config(&[("MOMENTS_ENV", "production"), ("MOMENTS_JWT_SECRET", &repetitive)]).unwrap_err();
+        let e = config(&[
+            ("MOMENTS_ENV", "production"),
+            ("MOMENTS_JWT_SECRET", &repetitive),
+        ])
+        .unwrap_err();
         assert!(e.problem.contains("repetitive"), "{e}");
-        let c = config(&[("MOMENTS_ENV", "production"), ("MOMENTS_JWT_SECRET", STRONG)]).unwrap();
+        let c = config(&[
+            ("MOMENTS_ENV", "production"),
+            ("MOMENTS_JWT_SECRET", STRONG),
+        ])
+        .unwrap();
         assert!(matches!(c.jwt_secret, JwtSecretSource::Configured(_)));
         assert_eq!(c.log_format, LogFormat::Json);
-        assert!(!format!("{c:?}").contains(STRONG), "the secret must not print");
+        assert!(
+            !format!("{c:?}").contains(STRONG),
+            "the secret must not print"
+        );
     }
 
     #[test]
@@ -326,23 +455,43 @@ mod tests {
             let e = config(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}: {e}");
         }
-        let e = config(&[("MOMENTS_REFRESH_TOKEN_TTL_SECONDS", "9000000"), ("MOMENTS_SESSION_MAX_AGE_SECONDS", "600")]).unwrap_err();
+        let e = config(&[
+            ("MOMENTS_REFRESH_TOKEN_TTL_SECONDS", "9000000"),
+            ("MOMENTS_SESSION_MAX_AGE_SECONDS", "600"),
+        ])
+        .unwrap_err();
         assert_eq!(e.var, "MOMENTS_SESSION_MAX_AGE_SECONDS");
     }
 
     #[test]
     fn database_urls() {
         let c = config(&[("DATABASE_URL", "postgres://u@h/db")]).unwrap();
-        assert_eq!(c.database, DatabaseConfig::Postgres("postgres://u@h/db".into()));
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Postgres("postgres://u@h/db".into())
+        );
         let c = config(&[("DATABASE_URL", "sqlite:///var/lib/moments.db")]).unwrap();
-        assert_eq!(c.database, DatabaseConfig::Sqlite(PathBuf::from("/var/lib/moments.db")));
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Sqlite(PathBuf::from("/var/lib/moments.db"))
+        );
         let c = config(&[("DATABASE_URL", "sqlite://data/x.db")]).unwrap();
-        assert_eq!(c.database, DatabaseConfig::Sqlite(PathBuf::from("data/x.db")));
+        assert_eq!(
+            c.database,
+            DatabaseConfig::Sqlite(PathBuf::from("data/x.db"))
+        );
     }
 
     #[test]
     fn cors_origins_are_listed_exactly() {
-        let c = config(&[("MOMENTS_CORS_ORIGINS", "https://app.example.com, http://localhost:3000")]).unwrap();
-        assert_eq!(c.cors_origins, vec!["https://app.example.com", "http://localhost:3000"]);
+        let c = config(&[(
+            "MOMENTS_CORS_ORIGINS",
+            "https://app.example.com, http://localhost:3000",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
     }
 }

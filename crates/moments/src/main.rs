@@ -49,7 +49,9 @@ enum Admin {
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -71,18 +73,26 @@ fn main() -> std::process::ExitCode {
     init_tracing(config.log_format);
     match cli.command {
         // actix runs the server on its own system (one runtime per worker thread).
-        None | Some(Command::Serve) => report(actix_web::rt::System::new().block_on(commands::serve(config))),
+        None | Some(Command::Serve) => {
+            report(actix_web::rt::System::new().block_on(commands::serve(config)))
+        }
         Some(Command::Migrate) => report(run(commands::migrate(config))),
         Some(Command::Openapi) => report(commands::openapi()),
-        Some(Command::Admin(Admin::CreateUser { username, email, password_stdin: _, admin })) => {
-            report(run(commands::create_user(config, &username, &email, admin)))
-        }
+        Some(Command::Admin(Admin::CreateUser {
+            username,
+            email,
+            password_stdin: _,
+            admin,
+        })) => report(run(commands::create_user(config, &username, &email, admin))),
     }
 }
 
 /// Runs a command on a multi-threaded tokio runtime.
 fn run(command: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(command)
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(command)
 }
 
 fn report(outcome: anyhow::Result<()>) -> std::process::ExitCode {

@@ -10,7 +10,9 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::TimeDelta;
 use moments_crypto::{Argon2Hasher, JwtConfig, JwtTokens, RandomSecrets};
 use moments_domain::account::AccountPorts;
-use moments_domain::ports::{Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore, UuidV7Generator};
+use moments_domain::ports::{
+    Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore, UuidV7Generator,
+};
 use moments_domain::{AccountService, SessionPolicy};
 use moments_http::{AppState, HttpConfig};
 use moments_postgres::{PgConfig, PgStore};
@@ -43,7 +45,8 @@ impl Store {
         match &config.database {
             DatabaseConfig::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
                 }
                 let sqlite_config = SqliteConfig::new(path.clone());
                 let store = tokio::task::spawn_blocking(move || -> anyhow::Result<SqliteStore> {
@@ -110,12 +113,19 @@ impl Store {
 /// start so tokens survive restarts.
 pub fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretSlice<u8>> {
     if path.exists() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let bytes = STANDARD
-            .decode(text.trim())
-            .with_context(|| format!("{} is not base64; delete it to generate a new secret", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes = STANDARD.decode(text.trim()).with_context(|| {
+            format!(
+                "{} is not base64; delete it to generate a new secret",
+                path.display()
+            )
+        })?;
         if bytes.len() < crate::config::MIN_SECRET_BYTES {
-            bail!("{} holds a secret shorter than 32 bytes; delete it to generate a new one", path.display());
+            bail!(
+                "{} holds a secret shorter than 32 bytes; delete it to generate a new one",
+                path.display()
+            );
         }
         return Ok(SecretSlice::from(bytes));
     }
@@ -127,7 +137,9 @@ pub fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretSlice<u8>> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     writeln!(file, "{}", STANDARD.encode(bytes))?;
     file.sync_all()?;
     tracing::warn!(path = %path.display(), "generated a development signing secret; set MOMENTS_JWT_SECRET in production");

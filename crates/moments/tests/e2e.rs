@@ -1,5 +1,7 @@
 //! End to end: the real `moments` binary on port 0, driven over HTTP.
 
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -19,7 +21,14 @@ struct Server {
 
 fn moments(envs: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_moments"));
-    for var in ["DATABASE_URL", "MOMENTS_ENV", "MOMENTS_JWT_SECRET", "MOMENTS_LISTEN", "MOMENTS_PUBLIC_URL", "RUST_LOG"] {
+    for var in [
+        "DATABASE_URL",
+        "MOMENTS_ENV",
+        "MOMENTS_JWT_SECRET",
+        "MOMENTS_LISTEN",
+        "MOMENTS_PUBLIC_URL",
+        "RUST_LOG",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("MOMENTS_LISTEN", "127.0.0.1:0")
@@ -31,7 +40,12 @@ fn moments(envs: &[(&str, &str)]) -> Command {
 
 impl Server {
     fn start(envs: &[(&str, &str)]) -> Self {
-        let mut child = moments(envs).arg("serve").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn moments");
+        let mut child = moments(envs)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn moments");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, logs) = mpsc::channel();
         std::thread::spawn(move || {
@@ -43,7 +57,9 @@ impl Server {
         });
         let mut seen = Vec::new();
         let base = loop {
-            let line = logs.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("server did not start: {seen:#?}"));
+            let line = logs
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("server did not start: {seen:#?}"));
             if let Some(at) = line.find("listening on http://") {
                 break line[at + "listening on ".len()..].trim().to_owned();
             }
@@ -54,7 +70,10 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit; returns the remaining log lines.
     fn stop(mut self) -> Vec<String> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success());
         let exit = self.child.wait().expect("wait");
         assert!(exit.success(), "moments exited with {exit}");
@@ -62,7 +81,13 @@ impl Server {
     }
 }
 
-async fn call(client: &awc::Client, method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+async fn call(
+    client: &awc::Client,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = client.request(method.parse().unwrap(), url);
     if let Some(token) = token {
         req = req.bearer_auth(token);
@@ -72,7 +97,10 @@ async fn call(client: &awc::Client, method: &str, url: &str, token: Option<&str>
         None => req.send().await.expect("request"),
     };
     let bytes = res.body().await.expect("body");
-    (res.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// register → login → me → refresh → logout, as a client would with curl.
@@ -81,20 +109,54 @@ async fn account_round_trip(base: &str, username: &str) -> Value {
     let (status, user) = call(&client, "POST", &format!("{base}/api/v1/auth/register"), None,
         Some(json!({"username": username, "email": format!("{username}@example.com"), "password": PASSWORD}))).await;
     assert_eq!(status, 201, "{user}");
-    let (status, pair) = call(&client, "POST", &format!("{base}/api/v1/auth/login"), None,
-        Some(json!({"login": username, "password": PASSWORD}))).await;
+    let (status, pair) = call(
+        &client,
+        "POST",
+        &format!("{base}/api/v1/auth/login"),
+        None,
+        Some(json!({"login": username, "password": PASSWORD})),
+    )
+    .await;
     assert_eq!(status, 200, "{pair}");
-    let (status, me) = call(&client, "GET", &format!("{base}/api/v1/auth/me"), pair["access_token"].as_str(), None).await;
+    let (status, me) = call(
+        &client,
+        "GET",
+        &format!("{base}/api/v1/auth/me"),
+        pair["access_token"].as_str(),
+        None,
+    )
+    .await;
     assert_eq!((status, &me["id"]), (200, &user["id"]));
-    let (status, next) = call(&client, "POST", &format!("{base}/api/v1/auth/refresh"), None,
-        Some(json!({"refresh_token": pair["refresh_token"]}))).await;
+    let (status, next) = call(
+        &client,
+        "POST",
+        &format!("{base}/api/v1/auth/refresh"),
+        None,
+        Some(json!({"refresh_token": pair["refresh_token"]})),
+    )
+    .await;
     assert_eq!(status, 200, "{next}");
-    let (status, _) = call(&client, "POST", &format!("{base}/api/v1/auth/logout"), None,
-        Some(json!({"refresh_token": next["refresh_token"]}))).await;
+    let (status, _) = call(
+        &client,
+        "POST",
+        &format!("{base}/api/v1/auth/logout"),
+        None,
+        Some(json!({"refresh_token": next["refresh_token"]})),
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, problem) = call(&client, "POST", &format!("{base}/api/v1/auth/refresh"), None,
-        Some(json!({"refresh_token": next["refresh_token"]}))).await;
-    assert_eq!((status, problem["error_code"].as_str()), (401, Some("invalid_refresh_token")));
+    let (status, problem) = call(
+        &client,
+        "POST",
+        &format!("{base}/api/v1/auth/refresh"),
+        None,
+        Some(json!({"refresh_token": next["refresh_token"]})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["error_code"].as_str()),
+        (401, Some("invalid_refresh_token"))
+    );
     next
 }
 
@@ -104,8 +166,18 @@ async fn embedded_default_serves_and_keeps_its_key_across_restarts() {
     let dir = data.path().to_str().unwrap();
     let server = Server::start(&[("MOMENTS_DATA_DIR", dir)]);
     let pair = account_round_trip(&server.base, "alice").await;
-    let (status, ready) = call(&awc::Client::default(), "GET", &format!("{}/ready", server.base), None, None).await;
-    assert_eq!((status, ready["checks"]["database"].as_str()), (200, Some("ok")));
+    let (status, ready) = call(
+        &awc::Client::default(),
+        "GET",
+        &format!("{}/ready", server.base),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, ready["checks"]["database"].as_str()),
+        (200, Some("ok"))
+    );
     let logs = server.stop();
     assert!(logs.iter().any(|l| l.contains("stopped")), "{logs:#?}");
     assert!(data.path().join("moments.db").exists());
@@ -113,7 +185,14 @@ async fn embedded_default_serves_and_keeps_its_key_across_restarts() {
 
     // A restart keeps the accounts and the signing key: the old access token still verifies.
     let server = Server::start(&[("MOMENTS_DATA_DIR", dir)]);
-    let (status, me) = call(&awc::Client::default(), "GET", &format!("{}/api/v1/auth/me", server.base), pair["access_token"].as_str(), None).await;
+    let (status, me) = call(
+        &awc::Client::default(),
+        "GET",
+        &format!("{}/api/v1/auth/me", server.base),
+        pair["access_token"].as_str(),
+        None,
+    )
+    .await;
     assert_eq!((status, me["username"].as_str()), (200, Some("alice")));
     server.stop();
 }
@@ -121,14 +200,23 @@ async fn embedded_default_serves_and_keeps_its_key_across_restarts() {
 #[test]
 fn production_refuses_to_start_without_a_strong_secret() {
     let data = tempfile::tempdir().unwrap();
-    let out = moments(&[("MOMENTS_ENV", "production"), ("MOMENTS_DATA_DIR", data.path().to_str().unwrap())])
-        .arg("serve")
-        .output()
-        .unwrap();
+    let out = moments(&[
+        ("MOMENTS_ENV", "production"),
+        ("MOMENTS_DATA_DIR", data.path().to_str().unwrap()),
+    ])
+    .arg("serve")
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("MOMENTS_JWT_SECRET"), "{stderr}");
-    let out = moments(&[("MOMENTS_ENV", "production"), ("MOMENTS_JWT_SECRET", "too-short")]).arg("serve").output().unwrap();
+    let out = moments(&[
+        ("MOMENTS_ENV", "production"),
+        ("MOMENTS_JWT_SECRET", "too-short"),
+    ])
+    .arg("serve")
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 bytes"));
 }
@@ -144,7 +232,9 @@ fn openapi_command_prints_the_document() {
 
 #[actix_web::test]
 async fn postgres_needs_migrate_then_serves() {
-    let Some(db) = TestDatabase::create_empty().await else { return };
+    let Some(db) = TestDatabase::create_empty().await else {
+        return;
+    };
     let secret = "e2e-secret-0123456789-abcdefghijklmnopqrstuvwxyz";
     let envs = [("DATABASE_URL", db.url()), ("MOMENTS_JWT_SECRET", secret)];
 
@@ -155,11 +245,24 @@ async fn postgres_needs_migrate_then_serves() {
     assert!(stderr.contains("moments migrate"), "{stderr}");
 
     let out = moments(&envs).arg("migrate").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The first administrator, from the CLI; the password comes on standard input.
     let mut admin = moments(&envs)
-        .args(["admin", "create-user", "--username", "root_admin", "--email", "admin@example.com", "--password-stdin", "--admin"])
+        .args([
+            "admin",
+            "create-user",
+            "--username",
+            "root_admin",
+            "--email",
+            "admin@example.com",
+            "--password-stdin",
+            "--admin",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -170,19 +273,41 @@ async fn postgres_needs_migrate_then_serves() {
         writeln!(admin.stdin.take().unwrap(), "{PASSWORD}").unwrap();
     }
     let out = admin.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(created["admin"], true);
 
     let server = Server::start(&envs);
     account_round_trip(&server.base, "bob").await;
     let client = awc::Client::default();
-    let (_, pair) = call(&client, "POST", &format!("{}/api/v1/auth/login", server.base), None,
-        Some(json!({"login": "admin@example.com", "password": PASSWORD}))).await;
-    let (status, me) = call(&client, "GET", &format!("{}/api/v1/auth/me", server.base), pair["access_token"].as_str(), None).await;
+    let (_, pair) = call(
+        &client,
+        "POST",
+        &format!("{}/api/v1/auth/login", server.base),
+        None,
+        Some(json!({"login": "admin@example.com", "password": PASSWORD})),
+    )
+    .await;
+    let (status, me) = call(
+        &client,
+        "GET",
+        &format!("{}/api/v1/auth/me", server.base),
+        pair["access_token"].as_str(),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(me["roles"], json!(["admin", "user"]));
-    assert!(me["permissions"].as_array().unwrap().contains(&json!("roles:assign")));
+    assert!(
+        me["permissions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("roles:assign"))
+    );
     server.stop();
 }
 
@@ -190,7 +315,15 @@ async fn postgres_needs_migrate_then_serves() {
 fn create_user_rejects_a_weak_password_naming_it() {
     let data = tempfile::tempdir().unwrap();
     let mut child = moments(&[("MOMENTS_DATA_DIR", data.path().to_str().unwrap())])
-        .args(["admin", "create-user", "--username", "weak", "--email", "weak@example.com", "--password-stdin"])
+        .args([
+            "admin",
+            "create-user",
+            "--username",
+            "weak",
+            "--email",
+            "weak@example.com",
+            "--password-stdin",
+        ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

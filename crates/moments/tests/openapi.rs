@@ -28,10 +28,26 @@ fn document_matches_the_snapshot() {
 fn document_is_openapi_3_1_with_bearer_security() {
     let doc = serde_json::to_value(moments_http::ApiDoc::openapi()).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
-    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
-    assert_eq!(doc["paths"]["/api/v1/auth/me"]["get"]["security"][0]["bearer"], serde_json::json!([]));
-    for schema in ["Problem", "FieldError", "TokenPairResponse", "UserResponse", "MeResponse", "RegisterRequest"] {
-        assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/auth/me"]["get"]["security"][0]["bearer"],
+        serde_json::json!([])
+    );
+    for schema in [
+        "Problem",
+        "FieldError",
+        "TokenPairResponse",
+        "UserResponse",
+        "MeResponse",
+        "RegisterRequest",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema} missing"
+        );
     }
 }
 
@@ -45,10 +61,22 @@ async fn every_documented_operation_is_routed() {
     for (path, item) in paths {
         let concrete = path.replace("{code}", "not_found");
         for method in item.as_object().unwrap().keys() {
-            let method = actix_web::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let reply = send(&app, actix_test::TestRequest::default().method(method.clone()).uri(&concrete)).await;
+            let method =
+                actix_web::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let reply = send(
+                &app,
+                actix_test::TestRequest::default()
+                    .method(method.clone())
+                    .uri(&concrete),
+            )
+            .await;
             assert!(
-                reply.status != 405 && !(reply.status == 404 && reply.body["detail"].as_str().unwrap_or("").starts_with("no resource")),
+                reply.status != 405
+                    && !(reply.status == 404
+                        && reply.body["detail"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with("no resource")),
                 "{method} {path} is documented but not routed: {}",
                 reply.status
             );

@@ -22,23 +22,39 @@ use crate::routes::endpoint;
 struct Fields(Vec<FieldError>);
 
 impl Fields {
-    fn check<T>(&mut self, field: &str, parsed: Result<T, moments_domain::value::InvalidValue>) -> Option<T> {
+    fn check<T>(
+        &mut self,
+        field: &str,
+        parsed: Result<T, moments_domain::value::InvalidValue>,
+    ) -> Option<T> {
         parsed
             .map_err(|e| {
-                self.0.push(FieldError { field: field.to_owned(), code: e.code.to_owned(), message: e.message })
+                self.0.push(FieldError {
+                    field: field.to_owned(),
+                    code: e.code.to_owned(),
+                    message: e.message,
+                })
             })
             .ok()
     }
 
     fn required(&mut self, field: &str, value: &str) -> bool {
         if value.is_empty() {
-            self.0.push(FieldError { field: field.to_owned(), code: "required".into(), message: "must not be empty".into() });
+            self.0.push(FieldError {
+                field: field.to_owned(),
+                code: "required".into(),
+                message: "must not be empty".into(),
+            });
         }
         !value.is_empty()
     }
 
     fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.0))
+        }
     }
 }
 
@@ -65,7 +81,11 @@ impl RegisterRequest {
         let password = fields.check("password", Password::parse(&self.password));
         fields.finish()?;
         match (username, email, password) {
-            (Some(username), Some(email), Some(password)) => Ok(Registration { username, email, password }),
+            (Some(username), Some(email), Some(password)) => Ok(Registration {
+                username,
+                email,
+                password,
+            }),
             _ => Err(ApiError::internal(&"validation passed without values")),
         }
     }
@@ -145,7 +165,11 @@ impl From<Me> for MeResponse {
             created_at: user.created_at,
             updated_at: user.updated_at,
             roles: me.roles.iter().map(|r| r.as_str().to_owned()).collect(),
-            permissions: me.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
+            permissions: me
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
             has_password: me.has_password,
             providers: me.providers,
         }
@@ -249,7 +273,10 @@ pub async fn login(
     let Some(password) = password else {
         return Err(ApiError::internal(&"validation passed without a password"));
     };
-    let pair = state.accounts.login(body.login.trim(), &password, client_info(&req)).await?;
+    let pair = state
+        .accounts
+        .login(body.login.trim(), &password, client_info(&req))
+        .await?;
     Ok(token_response(pair))
 }
 

@@ -26,7 +26,9 @@ const REDOC_HTML: &str = r#"<!DOCTYPE html>
 "#;
 
 async fn redoc() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(REDOC_HTML)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(REDOC_HTML)
 }
 
 async fn redoc_js() -> HttpResponse {
@@ -37,7 +39,9 @@ async fn redoc_js() -> HttpResponse {
 }
 
 async fn docs_root() -> HttpResponse {
-    HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
 }
 
 /// Registers `/openapi.json`, `/docs` (Swagger UI, vendored) and `/redoc`.

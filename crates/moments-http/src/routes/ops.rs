@@ -68,16 +68,29 @@ pub async fn health() -> HttpResponse {
     security(()))]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let checks = join_all(state.probes.iter().map(|probe| async move {
-        let healthy = matches!(tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await, Ok(Ok(())));
+        let healthy = matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await,
+            Ok(Ok(()))
+        );
         (probe.name(), healthy)
     }))
     .await;
-    let down: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect();
+    let down: Vec<&str> = checks
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| *name)
+        .collect();
     if !down.is_empty() {
-        return Err(ApiError::new(problem::SERVICE_UNAVAILABLE, format!("not ready: {} not answering", down.join(", "))));
+        return Err(ApiError::new(
+            &problem::SERVICE_UNAVAILABLE,
+            format!("not ready: {} not answering", down.join(", ")),
+        ));
     }
     let checks = checks.into_iter().map(|(name, _)| (name, "ok")).collect();
-    Ok(HttpResponse::Ok().json(ReadyResponse { status: "ok", checks }))
+    Ok(HttpResponse::Ok().json(ReadyResponse {
+        status: "ok",
+        checks,
+    }))
 }
 
 /// Describes a problem type (`type` of every error body points here).
@@ -90,7 +103,7 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     security(()))]
 pub async fn describe_problem(code: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let kind = ProblemType::by_code(&code)
-        .ok_or_else(|| ApiError::new(problem::NOT_FOUND, format!("no problem type {code:?}")))?;
+        .ok_or_else(|| ApiError::new(&problem::NOT_FOUND, format!("no problem type {code:?}")))?;
     Ok(HttpResponse::Ok().json(ProblemDescription {
         type_uri: kind.type_uri(),
         error_code: kind.code,

@@ -2,6 +2,7 @@
 //! database), and helpers to call it through the actix router.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
+#![expect(clippy::expect_used, reason = "test helpers")]
 
 use std::collections::HashMap;
 
@@ -34,15 +35,26 @@ fn config(vars: &[(&str, String)]) -> Config {
     let map: HashMap<&str, String> = vars.iter().cloned().collect();
     let mut config = Config::from_lookup(|name| map.get(name).cloned()).expect("test config");
     // Cheap hashing keeps tests fast; the production parameters are covered by the crypto tests.
-    config.argon2 = Argon2Config { memory_kib: 1024, iterations: 1, parallelism: 1, max_concurrent: 4 };
+    config.argon2 = Argon2Config {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+        max_concurrent: 4,
+    };
     config
 }
 
 async fn app_over(vars: &[(&str, String)], guard: Box<dyn std::any::Any>) -> TestApp {
     let config = config(vars);
-    let store = Store::open(&config, Migrations::Apply).await.expect("store");
+    let store = Store::open(&config, Migrations::Apply)
+        .await
+        .expect("store");
     let (state, http) = build_state(&config, &store).expect("state");
-    TestApp { state, http, _guard: guard }
+    TestApp {
+        state,
+        http,
+        _guard: guard,
+    }
 }
 
 /// An application on a fresh SQLite file.
@@ -95,14 +107,26 @@ impl Reply {
     /// Asserts a problem+json body with this status and code, and returns it.
     pub fn problem(&self, status: u16, code: &str) -> &Value {
         assert_eq!(self.status.as_u16(), status, "{:#}", self.body);
-        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{:#}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{:#}",
+            self.body
+        );
         assert_eq!(self.body["error_code"], code, "{:#}", self.body);
         assert_eq!(self.body["status"], status);
         assert_eq!(self.body["type"], format!("/problems/{code}"));
         for field in ["title", "detail", "instance", "request_id"] {
-            assert!(self.body[field].is_string(), "problem lacks {field}: {:#}", self.body);
+            assert!(
+                self.body[field].is_string(),
+                "problem lacks {field}: {:#}",
+                self.body
+            );
         }
-        assert_eq!(Some(self.body["request_id"].as_str().unwrap_or_default()), self.header("x-request-id"));
+        assert_eq!(
+            Some(self.body["request_id"].as_str().unwrap_or_default()),
+            self.header("x-request-id")
+        );
         &self.body
     }
 
@@ -113,7 +137,12 @@ impl Reply {
             .as_array()
             .expect("errors")
             .iter()
-            .map(|e| (e["field"].as_str().unwrap_or_default().to_owned(), e["code"].as_str().unwrap_or_default().to_owned()))
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap_or_default().to_owned(),
+                    e["code"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect()
     }
 }
@@ -129,7 +158,12 @@ where
     let headers = res.headers().clone();
     let raw = test::read_body(res).await.to_vec();
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    Reply { status, headers, body, raw }
+    Reply {
+        status,
+        headers,
+        body,
+        raw,
+    }
 }
 
 /// POSTs JSON.
@@ -171,7 +205,12 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let reply = post(app, "/api/v1/auth/login", json!({"login": login, "password": PASSWORD})).await;
+    let reply = post(
+        app,
+        "/api/v1/auth/login",
+        json!({"login": login, "password": PASSWORD}),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
     reply.body
 }

@@ -1,5 +1,4 @@
-//! The Moments server: configuration, wiring and the commands of the `moments` binary. Only
-//! this crate names concrete adapters.
+#![doc = include_str!("../README.md")]
 
 pub mod commands;
 pub mod config;

@@ -87,6 +87,36 @@ pub struct Role {
     pub builtin: bool,
 }
 
+/// Builds roles from stored rows: `(name, description, builtin)` per role and
+/// `(role name, permission)` per grant. Sorted by name, permissions sorted; rows that no longer
+/// parse (a renamed permission, say) are skipped rather than failing a sign-in.
+pub fn assemble_roles(
+    roles: Vec<(String, String, bool)>,
+    grants: Vec<(String, String)>,
+) -> Vec<Role> {
+    let mut by_role: std::collections::BTreeMap<String, Vec<Permission>> = Default::default();
+    for (role, permission) in grants {
+        if let Ok(p) = Permission::parse(&permission) {
+            by_role.entry(role).or_default().push(p);
+        }
+    }
+    let mut assembled: Vec<Role> = roles
+        .into_iter()
+        .filter_map(|(name, description, builtin)| {
+            let mut permissions = by_role.remove(&name).unwrap_or_default();
+            permissions.sort();
+            Some(Role {
+                name: RoleName::parse(&name).ok()?,
+                description,
+                permissions,
+                builtin,
+            })
+        })
+        .collect();
+    assembled.sort_by(|a, b| a.name.cmp(&b.name));
+    assembled
+}
+
 /// One entry of the permission catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PermissionInfo {
@@ -188,6 +218,31 @@ mod tests {
         ] {
             assert!(Permission::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn roles_are_assembled_from_rows() {
+        let roles = vec![
+            ("user".into(), "Everyone".into(), true),
+            ("editor".into(), "Edits".into(), false),
+            ("Bad Name".into(), "skipped".into(), false),
+        ];
+        let grants = vec![
+            ("editor".into(), "posts:write".into()),
+            ("editor".into(), "posts:moderate".into()),
+            ("editor".into(), "not a permission".into()),
+            ("user".into(), "posts:write".into()),
+        ];
+        let assembled = assemble_roles(roles, grants);
+        let names: Vec<&str> = assembled.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["editor", "user"]);
+        let editor: Vec<&str> = assembled[0]
+            .permissions
+            .iter()
+            .map(Permission::as_str)
+            .collect();
+        assert_eq!(editor, ["posts:moderate", "posts:write"]);
+        assert!(assembled[1].builtin);
     }
 
     #[test]

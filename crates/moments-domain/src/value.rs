@@ -30,6 +30,23 @@ impl InvalidValue {
     }
 }
 
+/// Refuses a length outside `min..=max` characters.
+fn check_length(len: usize, min: usize, max: usize) -> Result<(), InvalidValue> {
+    if len < min {
+        return Err(InvalidValue::new(
+            "too_short",
+            format!("must be at least {min} characters"),
+        ));
+    }
+    if len > max {
+        return Err(InvalidValue::new(
+            "too_long",
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// A username: 3 to 32 characters of `[a-z0-9_]` after NFKC normalisation and lowercasing.
 ///
 /// Usernames are unique; because they are stored normalised, `Alice` and `alice` collide.
@@ -45,19 +62,7 @@ impl Username {
     /// Normalises (NFKC, lowercase) and checks a username.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let normalised: String = raw.nfkc().collect::<String>().to_lowercase();
-        let len = normalised.chars().count();
-        if len < Self::MIN_LEN {
-            return Err(InvalidValue::new(
-                "too_short",
-                format!("must be at least {} characters", Self::MIN_LEN),
-            ));
-        }
-        if len > Self::MAX_LEN {
-            return Err(InvalidValue::new(
-                "too_long",
-                format!("must be at most {} characters", Self::MAX_LEN),
-            ));
-        }
+        check_length(normalised.chars().count(), Self::MIN_LEN, Self::MAX_LEN)?;
         if !normalised
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
@@ -182,19 +187,7 @@ impl Password {
     /// Normalises and checks a new password against the policy.
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let normalised: String = raw.nfkc().collect();
-        let len = normalised.chars().count();
-        if len < Self::MIN_LEN {
-            return Err(InvalidValue::new(
-                "too_short",
-                format!("must be at least {} characters", Self::MIN_LEN),
-            ));
-        }
-        if len > Self::MAX_LEN {
-            return Err(InvalidValue::new(
-                "too_long",
-                format!("must be at most {} characters", Self::MAX_LEN),
-            ));
-        }
+        check_length(normalised.chars().count(), Self::MIN_LEN, Self::MAX_LEN)?;
         if COMMON_PASSWORDS.contains(normalised.to_lowercase().as_str()) {
             return Err(InvalidValue::new(
                 "too_common",
@@ -207,12 +200,7 @@ impl Password {
     /// A password presented at login. It is normalised like a new one but not held to the
     /// policy (accounts may predate it); only an upper bound keeps hashing cost bounded.
     pub fn for_verification(raw: &str) -> Result<Self, InvalidValue> {
-        if raw.chars().count() > Self::MAX_VERIFY_LEN {
-            return Err(InvalidValue::new(
-                "too_long",
-                format!("must be at most {} characters", Self::MAX_VERIFY_LEN),
-            ));
-        }
+        check_length(raw.chars().count(), 0, Self::MAX_VERIFY_LEN)?;
         Ok(Self(SecretString::from(raw.nfkc().collect::<String>())))
     }
 

@@ -1,6 +1,5 @@
 //! The PostgreSQL implementation of the store ports.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +13,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
-use moments_domain::authz::{Permission, Role, RoleName};
+use moments_domain::authz::{Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
 use moments_domain::session::{
@@ -248,26 +247,7 @@ async fn load_roles(
         .select((role_permissions::role_name, role_permissions::permission))
         .load(conn)
         .await?;
-    let mut by_role: BTreeMap<String, Vec<Permission>> = BTreeMap::new();
-    for (role, permission) in grants {
-        // A stored permission that no longer parses is skipped rather than failing sign-in.
-        if let Ok(p) = Permission::parse(&permission) {
-            by_role.entry(role).or_default().push(p);
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .filter_map(|(name, description, builtin)| {
-            let mut permissions = by_role.remove(&name).unwrap_or_default();
-            permissions.sort();
-            Some(Role {
-                name: RoleName::parse(&name).ok()?,
-                description,
-                permissions,
-                builtin,
-            })
-        })
-        .collect())
+    Ok(assemble_roles(rows, grants))
 }
 
 #[async_trait]

@@ -1,6 +1,5 @@
 //! The SQLite implementation of the store ports.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
-use moments_domain::authz::{Permission, Role, RoleName};
+use moments_domain::authz::{Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
 use moments_domain::session::{
@@ -184,26 +183,7 @@ fn load_roles(conn: &mut SqliteConnection, names: &[String]) -> Result<Vec<Role>
         .filter(role_permissions::role_name.eq_any(names))
         .select((role_permissions::role_name, role_permissions::permission))
         .load(conn)?;
-    let mut by_role: BTreeMap<String, Vec<Permission>> = BTreeMap::new();
-    for (role, permission) in grants {
-        // A stored permission that no longer parses is skipped rather than failing sign-in.
-        if let Ok(p) = Permission::parse(&permission) {
-            by_role.entry(role).or_default().push(p);
-        }
-    }
-    Ok(rows
-        .into_iter()
-        .filter_map(|(name, description, builtin)| {
-            let mut permissions = by_role.remove(&name).unwrap_or_default();
-            permissions.sort();
-            Some(Role {
-                name: RoleName::parse(&name).ok()?,
-                description,
-                permissions,
-                builtin,
-            })
-        })
-        .collect())
+    Ok(assemble_roles(rows, grants))
 }
 
 #[async_trait]

@@ -100,13 +100,7 @@ async fn register_login_me_refresh_logout(t: TestApp) {
     assert_eq!(me.body["providers"], json!([]));
 
     // Refresh rotates: a new pair, and the new access token works.
-    let first_refresh = pair["refresh_token"].as_str().unwrap();
-    let reply = post(
-        &app,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": first_refresh}),
-    )
-    .await;
+    let reply = refresh(&app, &pair["refresh_token"]).await;
     assert_eq!(reply.status, 200, "{:#}", reply.body);
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     let second = reply.body.clone();
@@ -115,19 +109,9 @@ async fn register_login_me_refresh_logout(t: TestApp) {
     assert_eq!(me.status, 200);
 
     // Logout revokes the session: its refresh token stops working.
-    let reply = post(
-        &app,
-        "/api/v1/auth/logout",
-        json!({"refresh_token": second["refresh_token"]}),
-    )
-    .await;
+    let reply = logout(&app, &second["refresh_token"]).await;
     assert_eq!(reply.status, 204);
-    let reply = post(
-        &app,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": second["refresh_token"]}),
-    )
-    .await;
+    let reply = refresh(&app, &second["refresh_token"]).await;
     reply.problem(401, "invalid_refresh_token");
 }
 
@@ -280,46 +264,21 @@ async fn rotated_refresh_tokens_cannot_be_replayed(t: TestApp) {
     let app = test::init_service(moments_http::app(t.state, t.http)).await;
     register(&app, "erin").await;
     let first = login(&app, "erin").await;
-    let second = post(
-        &app,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": first["refresh_token"]}),
-    )
-    .await;
+    let second = refresh(&app, &first["refresh_token"]).await;
     assert_eq!(second.status, 200);
     // Replaying the rotated token: reuse is detected and the whole session revoked…
-    let replay = post(
-        &app,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": first["refresh_token"]}),
-    )
-    .await;
+    let replay = refresh(&app, &first["refresh_token"]).await;
     replay.problem(401, "refresh_token_reused");
     // …so the successor no longer works either.
-    let successor = post(
-        &app,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": second.body["refresh_token"]}),
-    )
-    .await;
+    let successor = refresh(&app, &second.body["refresh_token"]).await;
     successor.problem(401, "invalid_refresh_token");
     // Another session of the same user is untouched.
     let other = login(&app, "erin").await;
-    let reply = post(
-        &app,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": other["refresh_token"]}),
-    )
-    .await;
+    let reply = refresh(&app, &other["refresh_token"]).await;
     assert_eq!(reply.status, 200);
     // Made-up tokens.
     for token in ["", "garbage", &"A".repeat(43)] {
-        let reply = post(
-            &app,
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": token}),
-        )
-        .await;
+        let reply = refresh(&app, &json!(token)).await;
         if token.is_empty() {
             assert_eq!(
                 reply.field_errors(),
@@ -335,24 +294,14 @@ async fn logout_revokes_the_session(t: TestApp) {
     let app = test::init_service(moments_http::app(t.state, t.http)).await;
     register(&app, "frank").await;
     let pair = login(&app, "frank").await;
-    let reply = post(
-        &app,
-        "/api/v1/auth/logout",
-        json!({"refresh_token": pair["refresh_token"]}),
-    )
-    .await;
+    let reply = logout(&app, &pair["refresh_token"]).await;
     assert_eq!(reply.status, 204);
     assert!(reply.raw.is_empty());
-    let reply = post(
-        &app,
-        "/api/v1/auth/refresh",
-        json!({"refresh_token": pair["refresh_token"]}),
-    )
-    .await;
+    let reply = refresh(&app, &pair["refresh_token"]).await;
     reply.problem(401, "invalid_refresh_token");
     // Logging out again, or with an unknown token, is not an error (RFC 7009).
     for token in [pair["refresh_token"].as_str().unwrap(), "unknown-token"] {
-        let reply = post(&app, "/api/v1/auth/logout", json!({"refresh_token": token})).await;
+        let reply = logout(&app, &json!(token)).await;
         assert_eq!(reply.status, 204);
     }
     let reply = post(&app, "/api/v1/auth/logout", json!({})).await;

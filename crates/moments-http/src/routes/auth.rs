@@ -127,20 +127,9 @@ impl From<&User> for UserResponse {
 /// The signed-in user: the account plus roles, permissions and sign-in methods.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeResponse {
-    /// The account's id.
-    pub id: Uuid,
-    /// Normalised username.
-    pub username: String,
-    /// E-mail address.
-    pub email: String,
-    /// Display name, if set.
-    pub display_name: Option<String>,
-    /// Whether the address has been verified.
-    pub email_verified: bool,
-    /// When the account was created.
-    pub created_at: DateTime<Utc>,
-    /// When the account last changed.
-    pub updated_at: DateTime<Utc>,
+    /// The account.
+    #[serde(flatten)]
+    pub user: UserResponse,
     /// Roles held.
     #[schema(example = json!(["user"]))]
     pub roles: Vec<String>,
@@ -155,15 +144,8 @@ pub struct MeResponse {
 
 impl From<Me> for MeResponse {
     fn from(me: Me) -> Self {
-        let user = UserResponse::from(&me.user);
         Self {
-            id: user.id,
-            username: user.username,
-            email: user.email,
-            display_name: user.display_name,
-            email_verified: user.email_verified,
-            created_at: user.created_at,
-            updated_at: user.updated_at,
+            user: UserResponse::from(&me.user),
             roles: me.roles.iter().map(|r| r.as_str().to_owned()).collect(),
             permissions: me
                 .permissions

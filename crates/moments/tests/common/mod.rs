@@ -214,3 +214,31 @@ where
     assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
     reply.body
 }
+
+/// Exchanges a refresh token.
+pub async fn refresh<S, B>(app: &S, token: &serde_json::Value) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    post(
+        app,
+        "/api/v1/auth/refresh",
+        json!({ "refresh_token": token }),
+    )
+    .await
+}
+
+/// Revokes the session of a refresh token.
+pub async fn logout<S, B>(app: &S, token: &serde_json::Value) -> Reply
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    post(
+        app,
+        "/api/v1/auth/logout",
+        json!({ "refresh_token": token }),
+    )
+    .await
+}

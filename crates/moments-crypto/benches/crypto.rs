@@ -40,6 +40,26 @@ fn password_hashing(c: &mut Criterion) {
                 .expect("verify")
         })
     });
+    // Eight logins at once: the pool runs as many as there are permits (one per CPU by
+    // default), so this measures the hasher's throughput on this machine.
+    let hasher = std::sync::Arc::new(hasher);
+    group.throughput(Throughput::Elements(8));
+    group.bench_function("verify_8_concurrent", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let tasks: Vec<_> = (0..8)
+                    .map(|_| {
+                        let (hasher, password, hash) =
+                            (hasher.clone(), password.clone(), hash.clone());
+                        tokio::spawn(async move { hasher.verify(&password, Some(&hash)).await })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("join").expect("verify");
+                }
+            })
+        })
+    });
     group.finish();
 }
 

@@ -20,6 +20,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         Migrations::RequireCurrent
     };
+    if std::env::var_os("REDIS_URL").is_some() {
+        tracing::warn!("REDIS_URL is set, but this version keeps all state in the database; it is not used yet");
+    }
     let store = Store::open(&config, migrations).await?;
     let (state, http) = build_state(&config, &store)?;
     let server = HttpServer::new(move || moments_http::app(state.clone(), http.clone()))

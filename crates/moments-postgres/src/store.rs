@@ -257,59 +257,57 @@ impl UserStore for PgStore {
         let result: Result<UserRow, CreateTx> = self
             .timed(async {
                 let conn = &mut *self.conn().await?;
-                {
-                    conn.transaction::<_, CreateTx, _>(async |conn| {
-                        for role in &user.roles {
-                            let exists: i64 = roles::table
-                                .filter(roles::name.eq(role.as_str()))
-                                .count()
-                                .get_result(conn)
-                                .await?;
-                            if exists == 0 {
-                                return Err(CreateTx::UnknownRole(role.clone()));
-                            }
+                conn.transaction::<_, CreateTx, _>(async |conn| {
+                    for role in &user.roles {
+                        let exists: i64 = roles::table
+                            .filter(roles::name.eq(role.as_str()))
+                            .count()
+                            .get_result(conn)
+                            .await?;
+                        if exists == 0 {
+                            return Err(CreateTx::UnknownRole(role.clone()));
                         }
-                        let id = user.id.as_uuid();
-                        diesel::insert_into(users::table)
-                            .values(NewUserRow {
-                                id,
-                                username: user.username.as_str(),
-                                email: user.email.as_str(),
-                                email_key: user.email.key(),
-                                display_name: user.display_name.as_deref(),
-                                created_at: user.created_at,
+                    }
+                    let id = user.id.as_uuid();
+                    diesel::insert_into(users::table)
+                        .values(NewUserRow {
+                            id,
+                            username: user.username.as_str(),
+                            email: user.email.as_str(),
+                            email_key: user.email.key(),
+                            display_name: user.display_name.as_deref(),
+                            created_at: user.created_at,
+                            updated_at: user.created_at,
+                        })
+                        .execute(conn)
+                        .await?;
+                    if let Some(hash) = &user.password_hash {
+                        diesel::insert_into(password_credentials::table)
+                            .values(NewPasswordRow {
+                                user_id: id,
+                                hash: hash.as_str(),
                                 updated_at: user.created_at,
                             })
                             .execute(conn)
                             .await?;
-                        if let Some(hash) = &user.password_hash {
-                            diesel::insert_into(password_credentials::table)
-                                .values(NewPasswordRow {
-                                    user_id: id,
-                                    hash: hash.as_str(),
-                                    updated_at: user.created_at,
-                                })
-                                .execute(conn)
-                                .await?;
-                        }
-                        for role in &user.roles {
-                            diesel::insert_into(user_roles::table)
-                                .values(NewUserRoleRow {
-                                    user_id: id,
-                                    role_name: role.as_str(),
-                                    granted_at: user.created_at,
-                                })
-                                .execute(conn)
-                                .await?;
-                        }
-                        Ok(users::table
-                            .find(id)
-                            .select(UserRow::as_select())
-                            .first(conn)
-                            .await?)
-                    })
-                    .await
-                }
+                    }
+                    for role in &user.roles {
+                        diesel::insert_into(user_roles::table)
+                            .values(NewUserRoleRow {
+                                user_id: id,
+                                role_name: role.as_str(),
+                                granted_at: user.created_at,
+                            })
+                            .execute(conn)
+                            .await?;
+                    }
+                    Ok(users::table
+                        .find(id)
+                        .select(UserRow::as_select())
+                        .first(conn)
+                        .await?)
+                })
+                .await
             })
             .await;
         match result {
@@ -348,16 +346,14 @@ impl UserStore for PgStore {
     async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                password_credentials::table
-                    .find(id.as_uuid())
-                    .select(password_credentials::hash)
-                    .first::<String>(conn)
-                    .await
-                    .optional()
-                    .map(|hash| hash.map(PasswordHash::new))
-                    .map_err(db_error)
-            }
+            password_credentials::table
+                .find(id.as_uuid())
+                .select(password_credentials::hash)
+                .first::<String>(conn)
+                .await
+                .optional()
+                .map(|hash| hash.map(PasswordHash::new))
+                .map_err(db_error)
         })
         .await
     }
@@ -365,15 +361,13 @@ impl UserStore for PgStore {
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                let names: Vec<String> = user_roles::table
-                    .filter(user_roles::user_id.eq(id.as_uuid()))
-                    .select(user_roles::role_name)
-                    .load(conn)
-                    .await
-                    .map_err(db_error)?;
-                load_roles(conn, &names).await.map_err(db_error)
-            }
+            let names: Vec<String> = user_roles::table
+                .filter(user_roles::user_id.eq(id.as_uuid()))
+                .select(user_roles::role_name)
+                .load(conn)
+                .await
+                .map_err(db_error)?;
+            load_roles(conn, &names).await.map_err(db_error)
         })
         .await
     }
@@ -395,16 +389,14 @@ impl PgStore {
     ) -> Result<Option<User>, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                query
-                    .select(UserRow::as_select())
-                    .first(conn)
-                    .await
-                    .optional()
-                    .map_err(db_error)?
-                    .map(UserRow::into_domain)
-                    .transpose()
-            }
+            query
+                .select(UserRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+                .map_err(db_error)?
+                .map(UserRow::into_domain)
+                .transpose()
         })
         .await
     }
@@ -418,21 +410,19 @@ impl SessionStore for PgStore {
         let (session, token) = (&session, &token);
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                conn.transaction::<_, DieselError, _>(async |conn| {
-                    diesel::insert_into(sessions::table)
-                        .values(session)
-                        .execute(conn)
-                        .await?;
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(token)
-                        .execute(conn)
-                        .await?;
-                    Ok(())
-                })
-                .await
-                .map_err(db_error)
-            }
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                diesel::insert_into(sessions::table)
+                    .values(session)
+                    .execute(conn)
+                    .await?;
+                diesel::insert_into(refresh_tokens::table)
+                    .values(token)
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+            .await
+            .map_err(db_error)
         })
         .await
     }
@@ -440,16 +430,14 @@ impl SessionStore for PgStore {
     async fn find_session(&self, id: SessionId) -> Result<Option<Session>, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                sessions::table
-                    .find(id.as_uuid())
-                    .select(SessionRow::as_select())
-                    .first(conn)
-                    .await
-                    .optional()
-                    .map(|row| row.map(SessionRow::into_domain))
-                    .map_err(db_error)
-            }
+            sessions::table
+                .find(id.as_uuid())
+                .select(SessionRow::as_select())
+                .first(conn)
+                .await
+                .optional()
+                .map(|row| row.map(SessionRow::into_domain))
+                .map_err(db_error)
         })
         .await
     }
@@ -461,23 +449,21 @@ impl SessionStore for PgStore {
         let digest = digest.as_bytes().to_vec();
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                let found = refresh_tokens::table
-                    .inner_join(sessions::table)
-                    .filter(refresh_tokens::digest.eq(digest))
-                    .select((RefreshTokenRow::as_select(), SessionRow::as_select()))
-                    .first::<(RefreshTokenRow, SessionRow)>(conn)
-                    .await
-                    .optional()
-                    .map_err(db_error)?;
-                Ok(found.map(|(token, session)| RefreshTokenRecord {
-                    id: token.id.into(),
-                    issued_at: token.issued_at,
-                    expires_at: token.expires_at,
-                    rotated_at: token.rotated_at,
-                    session: session.into_domain(),
-                }))
-            }
+            let found = refresh_tokens::table
+                .inner_join(sessions::table)
+                .filter(refresh_tokens::digest.eq(digest))
+                .select((RefreshTokenRow::as_select(), SessionRow::as_select()))
+                .first::<(RefreshTokenRow, SessionRow)>(conn)
+                .await
+                .optional()
+                .map_err(db_error)?;
+            Ok(found.map(|(token, session)| RefreshTokenRecord {
+                id: token.id.into(),
+                issued_at: token.issued_at,
+                expires_at: token.expires_at,
+                rotated_at: token.rotated_at,
+                session: session.into_domain(),
+            }))
         })
         .await
     }
@@ -492,42 +478,40 @@ impl SessionStore for PgStore {
         let successor = &successor;
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                conn.transaction::<_, DieselError, _>(async |conn| {
-                    {
-                        let live_sessions = sessions::table
-                            .filter(sessions::revoked_at.is_null())
-                            .select(sessions::id);
-                        // Row locking makes concurrent rotations of one token queue here; each
-                        // re-checks `rotated_at IS NULL` after the winner commits, and finds nothing.
-                        let retired: Option<Uuid> = diesel::update(
-                            refresh_tokens::table
-                                .filter(refresh_tokens::digest.eq(current))
-                                .filter(refresh_tokens::rotated_at.is_null())
-                                .filter(refresh_tokens::session_id.eq_any(live_sessions)),
-                        )
-                        .set(refresh_tokens::rotated_at.eq(now))
-                        .returning(refresh_tokens::session_id)
-                        .get_result(conn)
-                        .await
-                        .optional()?;
-                        let Some(session_id) = retired else {
-                            return Ok(false);
-                        };
-                        diesel::insert_into(refresh_tokens::table)
-                            .values(RefreshTokenRow::new(successor, session_id))
-                            .execute(conn)
-                            .await?;
-                        diesel::update(sessions::table.find(session_id))
-                            .set(sessions::last_used_at.eq(now))
-                            .execute(conn)
-                            .await?;
-                        Ok(true)
-                    }
-                })
-                .await
-                .map_err(db_error)
-            }
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                {
+                    let live_sessions = sessions::table
+                        .filter(sessions::revoked_at.is_null())
+                        .select(sessions::id);
+                    // Row locking makes concurrent rotations of one token queue here; each
+                    // re-checks `rotated_at IS NULL` after the winner commits, and finds nothing.
+                    let retired: Option<Uuid> = diesel::update(
+                        refresh_tokens::table
+                            .filter(refresh_tokens::digest.eq(current))
+                            .filter(refresh_tokens::rotated_at.is_null())
+                            .filter(refresh_tokens::session_id.eq_any(live_sessions)),
+                    )
+                    .set(refresh_tokens::rotated_at.eq(now))
+                    .returning(refresh_tokens::session_id)
+                    .get_result(conn)
+                    .await
+                    .optional()?;
+                    let Some(session_id) = retired else {
+                        return Ok(false);
+                    };
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(RefreshTokenRow::new(successor, session_id))
+                        .execute(conn)
+                        .await?;
+                    diesel::update(sessions::table.find(session_id))
+                        .set(sessions::last_used_at.eq(now))
+                        .execute(conn)
+                        .await?;
+                    Ok(true)
+                }
+            })
+            .await
+            .map_err(db_error)
         })
         .await
     }
@@ -535,18 +519,16 @@ impl SessionStore for PgStore {
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                diesel::update(
-                    sessions::table
-                        .find(id.as_uuid())
-                        .filter(sessions::revoked_at.is_null()),
-                )
-                .set(sessions::revoked_at.eq(now))
-                .execute(conn)
-                .await
-                .map(|n| n == 1)
-                .map_err(db_error)
-            }
+            diesel::update(
+                sessions::table
+                    .find(id.as_uuid())
+                    .filter(sessions::revoked_at.is_null()),
+            )
+            .set(sessions::revoked_at.eq(now))
+            .execute(conn)
+            .await
+            .map(|n| n == 1)
+            .map_err(db_error)
         })
         .await
     }
@@ -561,13 +543,11 @@ impl HealthProbe for PgStore {
     async fn check(&self) -> Result<(), InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            {
-                diesel::select(1.into_sql::<diesel::sql_types::Integer>())
-                    .get_result::<i32>(conn)
-                    .await
-                    .map(drop)
-                    .map_err(db_error)
-            }
+            diesel::select(1.into_sql::<diesel::sql_types::Integer>())
+                .get_result::<i32>(conn)
+                .await
+                .map(drop)
+                .map_err(db_error)
         })
         .await
     }

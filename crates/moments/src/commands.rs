@@ -21,7 +21,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Migrations::RequireCurrent
     };
     if std::env::var_os("REDIS_URL").is_some() {
-        tracing::warn!("REDIS_URL is set, but this version keeps all state in the database; it is not used yet");
+        tracing::warn!(
+            "REDIS_URL is set, but this version keeps all state in the database; it is not used yet"
+        );
     }
     let store = Store::open(&config, migrations).await?;
     let (state, http) = build_state(&config, &store)?;

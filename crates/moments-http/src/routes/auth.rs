@@ -38,7 +38,7 @@ impl Fields {
             .ok()
     }
 
-    fn required(&mut self, field: &str, value: &str) -> bool {
+    fn required(&mut self, field: &str, value: &str) {
         if value.is_empty() {
             self.0.push(FieldError {
                 field: field.to_owned(),
@@ -46,7 +46,6 @@ impl Fields {
                 message: "must not be empty".into(),
             });
         }
-        !value.is_empty()
     }
 
     fn finish(self) -> Result<(), ApiError> {
@@ -58,8 +57,28 @@ impl Fields {
     }
 }
 
+/// `Debug` for request and response bodies holding secrets: the secret fields print as
+/// `[redacted]`.
+macro_rules! redacted_debug {
+    ($type:ident { $($field:ident),* } hides { $($secret:ident),* }) => {
+        impl std::fmt::Debug for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($type))
+                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(stringify!($secret), &"[redacted]"))*
+                    .finish()
+            }
+        }
+    };
+}
+
+redacted_debug!(RegisterRequest { username, email } hides { password });
+redacted_debug!(LoginRequest { login } hides { password });
+redacted_debug!(RefreshRequest {} hides { refresh_token });
+redacted_debug!(TokenPairResponse { token_type, expires_in, refresh_expires_in } hides { access_token, refresh_token });
+
 /// A new account.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// 3 to 32 characters of `[a-z0-9_]` after NFKC normalisation and lowercasing.
@@ -159,7 +178,7 @@ impl From<Me> for MeResponse {
 }
 
 /// Credentials.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Username or e-mail address.
@@ -171,7 +190,7 @@ pub struct LoginRequest {
 }
 
 /// A refresh token to exchange or revoke.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The refresh token from the last token pair.
@@ -179,7 +198,7 @@ pub struct RefreshRequest {
 }
 
 /// A new access token and refresh token.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenPairResponse {
     /// JWT for `Authorization: Bearer`.
     pub access_token: String,
@@ -328,4 +347,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/auth/refresh").route(web::post().to(refresh)))
         .service(endpoint("/auth/logout").route(web::post().to(logout)))
         .service(endpoint("/auth/me").route(web::get().to(me)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_bodies_do_not_print() {
+        let login = LoginRequest {
+            login: "alice".into(),
+            password: "hunter2hunter2".into(),
+        };
+        let register = RegisterRequest {
+            username: "alice".into(),
+            email: "a@example.com".into(),
+            password: "hunter2hunter2".into(),
+        };
+        let pair = TokenPairResponse {
+            access_token: "eyJaccess".into(),
+            refresh_token: "refreshsecret".into(),
+            token_type: "Bearer",
+            expires_in: 900,
+            refresh_expires_in: 60,
+        };
+        let printed = format!("{login:?} {register:?} {pair:?}");
+        for secret in ["hunter2", "eyJaccess", "refreshsecret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("alice"));
+    }
 }

@@ -479,36 +479,34 @@ impl SessionStore for PgStore {
         self.timed(async {
             let conn = &mut *self.conn().await?;
             conn.transaction::<_, DieselError, _>(async |conn| {
-                {
-                    let live_sessions = sessions::table
-                        .filter(sessions::revoked_at.is_null())
-                        .select(sessions::id);
-                    // Row locking makes concurrent rotations of one token queue here; each
-                    // re-checks `rotated_at IS NULL` after the winner commits, and finds nothing.
-                    let retired: Option<Uuid> = diesel::update(
-                        refresh_tokens::table
-                            .filter(refresh_tokens::digest.eq(current))
-                            .filter(refresh_tokens::rotated_at.is_null())
-                            .filter(refresh_tokens::session_id.eq_any(live_sessions)),
-                    )
-                    .set(refresh_tokens::rotated_at.eq(now))
-                    .returning(refresh_tokens::session_id)
-                    .get_result(conn)
-                    .await
-                    .optional()?;
-                    let Some(session_id) = retired else {
-                        return Ok(false);
-                    };
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(RefreshTokenRow::new(successor, session_id))
-                        .execute(conn)
-                        .await?;
-                    diesel::update(sessions::table.find(session_id))
-                        .set(sessions::last_used_at.eq(now))
-                        .execute(conn)
-                        .await?;
-                    Ok(true)
-                }
+                let live_sessions = sessions::table
+                    .filter(sessions::revoked_at.is_null())
+                    .select(sessions::id);
+                // Row locking makes concurrent rotations of one token queue here; each
+                // re-checks `rotated_at IS NULL` after the winner commits, and finds nothing.
+                let retired: Option<Uuid> = diesel::update(
+                    refresh_tokens::table
+                        .filter(refresh_tokens::digest.eq(current))
+                        .filter(refresh_tokens::rotated_at.is_null())
+                        .filter(refresh_tokens::session_id.eq_any(live_sessions)),
+                )
+                .set(refresh_tokens::rotated_at.eq(now))
+                .returning(refresh_tokens::session_id)
+                .get_result(conn)
+                .await
+                .optional()?;
+                let Some(session_id) = retired else {
+                    return Ok(false);
+                };
+                diesel::insert_into(refresh_tokens::table)
+                    .values(RefreshTokenRow::new(successor, session_id))
+                    .execute(conn)
+                    .await?;
+                diesel::update(sessions::table.find(session_id))
+                    .set(sessions::last_used_at.eq(now))
+                    .execute(conn)
+                    .await?;
+                Ok(true)
             })
             .await
             .map_err(db_error)

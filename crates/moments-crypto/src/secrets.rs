@@ -2,14 +2,46 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac as _};
 use moments_domain::ports::SecretGenerator;
 use moments_domain::session::{OpaqueToken, TokenDigest};
+use secrecy::{ExposeSecret as _, SecretSlice};
 use sha2::{Digest, Sha256};
 
 /// 256-bit random tokens, base64url-encoded, stored as SHA-256 digests. A slow hash is not
 /// needed: the tokens carry 256 bits of entropy, so their digests cannot be reversed by guessing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RandomSecrets;
+/// Successors are HMAC-SHA256 of the predecessor under the successor key.
+#[derive(Clone)]
+pub struct RandomSecrets {
+    successor_key: SecretSlice<u8>,
+}
+
+impl std::fmt::Debug for RandomSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RandomSecrets { successor_key: [redacted] }")
+    }
+}
+
+impl RandomSecrets {
+    /// Uses `successor_key` (at least 32 bytes of secret material shared by every instance) to
+    /// derive successors.
+    pub fn new(successor_key: SecretSlice<u8>) -> Self {
+        Self { successor_key }
+    }
+
+    /// Derives a purpose-specific key from secret material (HMAC-SHA256 with a label), so one
+    /// secret can serve several purposes without one use revealing another's key.
+    pub fn derive_key(material: &[u8], label: &str) -> SecretSlice<u8> {
+        SecretSlice::from(hmac_sha256(material, label.as_bytes()))
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256>>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
 
 impl SecretGenerator for RandomSecrets {
     fn opaque_token(&self) -> OpaqueToken {
@@ -20,6 +52,11 @@ impl SecretGenerator for RandomSecrets {
     fn digest(&self, token: &str) -> TokenDigest {
         TokenDigest::from_bytes(Sha256::digest(token.as_bytes()).to_vec())
     }
+
+    fn successor(&self, token: &str) -> OpaqueToken {
+        let mac = hmac_sha256(self.successor_key.expose_secret(), token.as_bytes());
+        OpaqueToken::new(URL_SAFE_NO_PAD.encode(mac))
+    }
 }
 
 #[cfg(test)]
@@ -27,10 +64,17 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    fn secrets() -> RandomSecrets {
+        RandomSecrets::new(RandomSecrets::derive_key(
+            b"material-0123456789-0123456789",
+            "test",
+        ))
+    }
+
     #[test]
     fn tokens_are_256_bit_url_safe_and_distinct() {
         let tokens: HashSet<String> = (0..1000)
-            .map(|_| RandomSecrets.opaque_token().expose().to_owned())
+            .map(|_| secrets().opaque_token().expose().to_owned())
             .collect();
         assert_eq!(tokens.len(), 1000);
         for t in &tokens {
@@ -41,11 +85,34 @@ mod tests {
 
     #[test]
     fn digest_is_deterministic_and_not_the_token() {
-        let token = RandomSecrets.opaque_token();
-        let a = RandomSecrets.digest(token.expose());
-        assert_eq!(a, RandomSecrets.digest(token.expose()));
+        let s = secrets();
+        let token = s.opaque_token();
+        let a = s.digest(token.expose());
+        assert_eq!(a, s.digest(token.expose()));
         assert_eq!(a.as_bytes().len(), 32);
         assert_ne!(a.as_bytes(), token.expose().as_bytes());
-        assert_ne!(a, RandomSecrets.digest("other"));
+        assert_ne!(a, s.digest("other"));
+    }
+
+    #[test]
+    fn successors_are_deterministic_keyed_and_256_bit() {
+        let s = secrets();
+        let token = s.opaque_token();
+        let next = s.successor(token.expose());
+        assert_eq!(next.expose(), s.successor(token.expose()).expose());
+        assert_ne!(next.expose(), token.expose());
+        assert_eq!(URL_SAFE_NO_PAD.decode(next.expose()).unwrap().len(), 32);
+        let other_key = RandomSecrets::new(RandomSecrets::derive_key(
+            b"other-material-0123456789",
+            "test",
+        ));
+        assert_ne!(next.expose(), other_key.successor(token.expose()).expose());
+        // Labels separate purposes.
+        let m = b"material-0123456789-0123456789";
+        use secrecy::ExposeSecret as _;
+        assert_ne!(
+            RandomSecrets::derive_key(m, "a").expose_secret(),
+            RandomSecrets::derive_key(m, "b").expose_secret()
+        );
     }
 }

@@ -12,7 +12,8 @@ use crate::ports::{
     TokenIssuer, TokenVerifier, UserStore,
 };
 use crate::session::{
-    AccessGrant, ClientInfo, NewRefreshToken, NewSession, Session, TokenDigest, TokenPair,
+    AccessGrant, ClientInfo, NewRefreshToken, NewSession, OpaqueToken, Session, TokenDigest,
+    TokenPair,
 };
 use crate::user::{Me, NewUser, User, role_grants};
 use crate::value::{Email, Password, Username};
@@ -24,6 +25,9 @@ pub struct SessionPolicy {
     pub refresh_token_ttl: TimeDelta,
     /// Absolute lifetime of a session, however often it is refreshed.
     pub session_max_age: TimeDelta,
+    /// How long after a rotation a retry with the immediately preceding token gets the
+    /// successor already issued, instead of counting as reuse.
+    pub refresh_grace: TimeDelta,
 }
 
 impl Default for SessionPolicy {
@@ -31,6 +35,7 @@ impl Default for SessionPolicy {
         Self {
             refresh_token_ttl: TimeDelta::days(7),
             session_max_age: TimeDelta::days(30),
+            refresh_grace: TimeDelta::seconds(5),
         }
     }
 }
@@ -229,51 +234,119 @@ impl AccountService {
         Ok(self.start_session(&user, client).await?)
     }
 
-    /// Exchanges a refresh token for a new pair. The presented token stops working; presenting
-    /// it again revokes the whole session.
+    /// Exchanges a refresh token for a new pair, rotating it: the presented token is retired
+    /// and its successor issued, atomically.
+    ///
+    /// - A retired token presented again revokes the whole session (`RefreshTokenReused`),
+    ///   except the honest race: the immediately preceding token, within the grace window, gets
+    ///   the successor already issued (successors are derived, not random, so every instance
+    ///   and every concurrent request agrees on it). Older generations are never honoured.
+    /// - Unknown, expired (idle or absolute lifetime) and revoked tokens are
+    ///   `InvalidRefreshToken`.
     pub async fn refresh(&self, presented: &str) -> Result<TokenPair, RefreshError> {
         let digest = self.ports.secrets.digest(presented);
-        let Some(record) = self.ports.sessions.find_refresh_token(&digest).await? else {
-            return Err(RefreshError::InvalidRefreshToken);
-        };
-        let now = self.ports.clock.now();
-        let session = record.session;
-        if session.revoked_at.is_some() {
-            return Err(RefreshError::InvalidRefreshToken);
-        }
-        if record.rotated_at.is_some() {
-            self.ports.sessions.revoke_session(session.id, now).await?;
-            return Err(RefreshError::RefreshTokenReused);
-        }
-        if record.expires_at <= now || session.expires_at <= now {
-            return Err(RefreshError::InvalidRefreshToken);
-        }
-        let user = match self.ports.users.find_user_by_id(session.user_id).await? {
-            Some(user) if !user.disabled => user,
-            _ => {
-                self.ports.sessions.revoke_session(session.id, now).await?;
+        let successor_token = self.ports.secrets.successor(presented);
+        let successor_digest = self.ports.secrets.digest(successor_token.expose());
+        // Two rounds at most: if a concurrent request rotates the token between our read and
+        // our write, the second round sees it rotated and takes the grace path.
+        for _ in 0..2 {
+            let Some(record) = self.ports.sessions.find_refresh_token(&digest).await? else {
+                return Err(RefreshError::InvalidRefreshToken);
+            };
+            let now = self.ports.clock.now();
+            let session = &record.session;
+            if session.revoked_at.is_some() || session.expires_at <= now {
                 return Err(RefreshError::InvalidRefreshToken);
             }
-        };
-        let (refresh_token, successor) = self.new_refresh_token(&session);
-        if !self
-            .ports
-            .sessions
-            .rotate_refresh_token(&digest, successor.clone(), now)
-            .await?
-        {
-            // Another request rotated this token between our read and our write: the token
-            // has been used twice, which is what reuse detection exists for.
-            self.ports.sessions.revoke_session(session.id, now).await?;
-            return Err(RefreshError::RefreshTokenReused);
+            if let Some(rotated_at) = record.rotated_at {
+                return self
+                    .retry_within_grace(
+                        session,
+                        rotated_at,
+                        successor_token,
+                        &successor_digest,
+                        now,
+                    )
+                    .await;
+            }
+            if record.expires_at <= now {
+                return Err(RefreshError::InvalidRefreshToken);
+            }
+            let user = match self.ports.users.find_user_by_id(session.user_id).await? {
+                Some(user) if !user.disabled => user,
+                _ => {
+                    self.ports.sessions.revoke_session(session.id, now).await?;
+                    return Err(RefreshError::InvalidRefreshToken);
+                }
+            };
+            let successor = NewRefreshToken {
+                id: RefreshTokenId::from_uuid(self.ports.ids.new_id()),
+                digest: successor_digest.clone(),
+                issued_at: now,
+                expires_at: (now + self.policy.refresh_token_ttl).min(session.expires_at),
+            };
+            let expires_at = successor.expires_at;
+            if self
+                .ports
+                .sessions
+                .rotate_refresh_token(&digest, successor, now)
+                .await?
+            {
+                return Ok(self
+                    .pair(&user, session.id, successor_token, expires_at, now)
+                    .await?);
+            }
         }
-        let access = self.issue_access(&user, session.id).await?;
+        Err(RefreshError::InvalidRefreshToken)
+    }
+
+    /// A retired token came back: within the grace window, and if its successor is the live
+    /// token of the session, hand that successor out again; otherwise it is reuse.
+    async fn retry_within_grace(
+        &self,
+        session: &Session,
+        rotated_at: chrono::DateTime<chrono::Utc>,
+        successor_token: OpaqueToken,
+        successor_digest: &TokenDigest,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<TokenPair, RefreshError> {
+        if now - rotated_at <= self.policy.refresh_grace {
+            let live = self
+                .ports
+                .sessions
+                .find_refresh_token(successor_digest)
+                .await?;
+            if let Some(next) = live.filter(|next| {
+                next.session.id == session.id && next.rotated_at.is_none() && next.expires_at > now
+            }) {
+                if let Some(user) = self.ports.users.find_user_by_id(session.user_id).await? {
+                    if !user.disabled {
+                        return Ok(self
+                            .pair(&user, session.id, successor_token, next.expires_at, now)
+                            .await?);
+                    }
+                }
+            }
+        }
+        self.ports.sessions.revoke_session(session.id, now).await?;
+        Err(RefreshError::RefreshTokenReused)
+    }
+
+    async fn pair(
+        &self,
+        user: &User,
+        session_id: SessionId,
+        refresh_token: OpaqueToken,
+        refresh_expires_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<TokenPair, InfraError> {
+        let access = self.issue_access(user, session_id).await?;
         Ok(TokenPair {
             access_token: access.token,
             refresh_token,
             expires_in: self.ports.issuer.access_token_ttl_seconds(),
-            refresh_expires_in: (successor.expires_at - now).num_seconds(),
-            session_id: session.id,
+            refresh_expires_in: (refresh_expires_at - now).num_seconds(),
+            session_id,
         })
     }
 
@@ -354,8 +427,14 @@ impl AccountService {
             revoked_at: None,
             client,
         };
-        let (refresh_token, first) = self.new_refresh_token(&session);
-        let refresh_expires_in = (first.expires_at - now).num_seconds();
+        let refresh_token = self.ports.secrets.opaque_token();
+        let first = NewRefreshToken {
+            id: RefreshTokenId::from_uuid(self.ports.ids.new_id()),
+            digest: self.ports.secrets.digest(refresh_token.expose()),
+            issued_at: now,
+            expires_at: (now + self.policy.refresh_token_ttl).min(session.expires_at),
+        };
+        let expires_at = first.expires_at;
         self.ports
             .sessions
             .create_session(NewSession {
@@ -363,33 +442,8 @@ impl AccountService {
                 refresh_token: first,
             })
             .await?;
-        let access = self.issue_access(user, session.id).await?;
-        Ok(TokenPair {
-            access_token: access.token,
-            refresh_token,
-            expires_in: self.ports.issuer.access_token_ttl_seconds(),
-            refresh_expires_in,
-            session_id: session.id,
-        })
-    }
-
-    /// A fresh refresh token for the session, expiring at the idle lifetime or the session's
-    /// absolute end, whichever comes first.
-    fn new_refresh_token(
-        &self,
-        session: &Session,
-    ) -> (crate::session::OpaqueToken, NewRefreshToken) {
-        let now = self.ports.clock.now();
-        let token = self.ports.secrets.opaque_token();
-        let digest: TokenDigest = self.ports.secrets.digest(token.expose());
-        let expires_at = (now + self.policy.refresh_token_ttl).min(session.expires_at);
-        let record = NewRefreshToken {
-            id: RefreshTokenId::from_uuid(self.ports.ids.new_id()),
-            digest,
-            issued_at: now,
-            expires_at,
-        };
-        (token, record)
+        self.pair(user, session.id, refresh_token, expires_at, now)
+            .await
     }
 
     async fn issue_access(

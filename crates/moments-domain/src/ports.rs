@@ -137,6 +137,10 @@ pub trait SecretGenerator: Send + Sync {
     fn opaque_token(&self) -> OpaqueToken;
     /// The digest a token is stored and looked up by. Deterministic.
     fn digest(&self, token: &str) -> TokenDigest;
+    /// The refresh token that succeeds `token` on rotation: deterministic and keyed with a
+    /// server secret, so every instance derives the same successor (a client retrying a refresh
+    /// gets the very token already issued) and nobody without the key can compute it.
+    fn successor(&self, token: &str) -> OpaqueToken;
 }
 
 /// The current time.

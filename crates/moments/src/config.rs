@@ -100,6 +100,8 @@ pub struct Config {
     pub refresh_token_ttl: TimeDelta,
     /// `MOMENTS_SESSION_MAX_AGE_SECONDS`.
     pub session_max_age: TimeDelta,
+    /// `MOMENTS_REFRESH_GRACE_SECONDS`.
+    pub refresh_grace: TimeDelta,
     /// `MOMENTS_ARGON2_*` and `MOMENTS_HASHING_CONCURRENCY`.
     pub argon2: Argon2Config,
     /// `MOMENTS_CORS_ORIGINS`.
@@ -268,6 +270,7 @@ impl Config {
                 "must not be shorter than MOMENTS_REFRESH_TOKEN_TTL_SECONDS",
             ));
         }
+        let refresh_grace = seconds("MOMENTS_REFRESH_GRACE_SECONDS", 5, 0, 60)?;
         let defaults = Argon2Config::default();
         let to_u32 =
             |var: &'static str, n: u64| u32::try_from(n).map_err(|_| err(var, "is too large"));
@@ -358,6 +361,7 @@ impl Config {
             access_token_ttl,
             refresh_token_ttl,
             session_max_age,
+            refresh_grace,
             argon2,
             cors_origins,
             log_format,
@@ -403,6 +407,7 @@ mod tests {
         assert_eq!(c.access_token_ttl, TimeDelta::minutes(15));
         assert_eq!(c.refresh_token_ttl, TimeDelta::days(7));
         assert_eq!(c.session_max_age, TimeDelta::days(30));
+        assert_eq!(c.refresh_grace, TimeDelta::seconds(5));
         assert_eq!(c.argon2.memory_kib, 19_456);
         assert_eq!(c.log_format, LogFormat::Text);
     }
@@ -447,6 +452,7 @@ mod tests {
             ("MOMENTS_ACCESS_TOKEN_TTL_SECONDS", "ten"),
             ("MOMENTS_ACCESS_TOKEN_TTL_SECONDS", "5"),
             ("MOMENTS_AUTO_MIGRATE", "maybe"),
+            ("MOMENTS_REFRESH_GRACE_SECONDS", "600"),
             ("MOMENTS_CORS_ORIGINS", "app.example.com"),
             ("MOMENTS_ARGON2_MEMORY_KIB", "1024"),
             ("MOMENTS_PUBLIC_URL", "example.com"),

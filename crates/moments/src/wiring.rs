@@ -17,7 +17,7 @@ use moments_domain::{AccountService, SessionPolicy};
 use moments_http::{AppState, HttpConfig};
 use moments_postgres::{PgConfig, PgStore};
 use moments_sqlite::{SqliteConfig, SqliteStore};
-use secrecy::SecretSlice;
+use secrecy::{ExposeSecret as _, SecretSlice};
 
 use crate::config::{Config, DatabaseConfig, JwtSecretSource};
 
@@ -148,12 +148,23 @@ pub fn load_or_create_secret(path: &Path) -> anyhow::Result<SecretSlice<u8>> {
 
 /// Builds the domain services and the HTTP state over a store.
 pub fn build_state(config: &Config, store: &Store) -> anyhow::Result<(AppState, HttpConfig)> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    build_state_with_clock(config, store, Arc::new(SystemClock))
+}
+
+/// [`build_state`] with a given clock (tests move time with it).
+pub fn build_state_with_clock(
+    config: &Config,
+    store: &Store,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(AppState, HttpConfig)> {
     let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Generator);
     let secret = match &config.jwt_secret {
         JwtSecretSource::Configured(secret) => secret.clone(),
         JwtSecretSource::Generated(path) => load_or_create_secret(path)?,
     };
+    // Refresh-token successors are keyed with material every instance shares.
+    let successor_key =
+        RandomSecrets::derive_key(secret.expose_secret(), "moments/refresh-token-successor/v1");
     let tokens = Arc::new(JwtTokens::new(
         JwtConfig {
             secret,
@@ -173,13 +184,14 @@ pub fn build_state(config: &Config, store: &Store) -> anyhow::Result<(AppState, 
             hasher,
             issuer: tokens.clone(),
             verifier: tokens,
-            secrets: Arc::new(RandomSecrets),
+            secrets: Arc::new(RandomSecrets::new(successor_key)),
             clock,
             ids,
         },
         SessionPolicy {
             refresh_token_ttl: config.refresh_token_ttl,
             session_max_age: config.session_max_age,
+            refresh_grace: config.refresh_grace,
         },
     );
     let state = AppState {

@@ -11,8 +11,12 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test;
 use moments::config::Config;
-use moments::wiring::{Migrations, Store, build_state};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use moments::wiring::{Migrations, Store, build_state_with_clock};
 use moments_crypto::Argon2Config;
+use moments_domain::ports::{Clock, SystemClock};
 use moments_http::{AppState, HttpConfig};
 use moments_postgres::testing::TestDatabase;
 use serde_json::{Value, json};
@@ -24,10 +28,54 @@ pub const ALLOWED_ORIGIN: &str = "https://app.example.com";
 /// A password that meets the policy.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// An application state over a store, and whatever keeps that store alive.
+/// Generates one test per case on SQLite and one on PostgreSQL; each case is an
+/// `async fn(TestApp)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($case:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $case() {
+                    let Some(app) = super::sqlite_app().await else { return };
+                    super::$case(app).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $case() {
+                    let Some(app) = super::postgres_app().await else { return };
+                    super::$case(app).await;
+                }
+            )+
+        }
+    };
+}
+
+/// The system clock moved by an adjustable offset.
+#[derive(Debug, Default)]
+pub struct TestClock(Mutex<TimeDelta>);
+
+impl TestClock {
+    /// Moves time forward.
+    pub fn advance(&self, by: TimeDelta) {
+        *self.0.lock().expect("clock") += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        SystemClock.now() + *self.0.lock().expect("clock")
+    }
+}
+
+/// An application state over a store, its clock, and whatever keeps the store alive.
 pub struct TestApp {
     pub state: AppState,
     pub http: HttpConfig,
+    pub clock: Arc<TestClock>,
     _guard: Box<dyn std::any::Any>,
 }
 
@@ -49,10 +97,12 @@ async fn app_over(vars: &[(&str, String)], guard: Box<dyn std::any::Any>) -> Tes
     let store = Store::open(&config, Migrations::Apply)
         .await
         .expect("store");
-    let (state, http) = build_state(&config, &store).expect("state");
+    let clock = Arc::new(TestClock::default());
+    let (state, http) = build_state_with_clock(&config, &store, clock.clone()).expect("state");
     TestApp {
         state,
         http,
+        clock,
         _guard: guard,
     }
 }

@@ -316,16 +316,16 @@ impl AccountService {
                 .sessions
                 .find_refresh_token(successor_digest)
                 .await?;
-            if let Some(next) = live.filter(|next| {
+            let live = live.filter(|next| {
                 next.session.id == session.id && next.rotated_at.is_none() && next.expires_at > now
-            }) {
-                if let Some(user) = self.ports.users.find_user_by_id(session.user_id).await? {
-                    if !user.disabled {
-                        return Ok(self
-                            .pair(&user, session.id, successor_token, next.expires_at, now)
-                            .await?);
-                    }
-                }
+            });
+            if let Some(next) = live
+                && let Some(user) = self.ports.users.find_user_by_id(session.user_id).await?
+                && !user.disabled
+            {
+                return Ok(self
+                    .pair(&user, session.id, successor_token, next.expires_at, now)
+                    .await?);
             }
         }
         self.ports.sessions.revoke_session(session.id, now).await?;

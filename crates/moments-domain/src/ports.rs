@@ -52,6 +52,13 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError>;
     /// The account's password hash, `None` when it has no password (or no such account).
     async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError>;
+    /// Replaces the account's password hash (creating the credential if it had none).
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError>;
     /// The roles the account holds, with their permissions, sorted by name.
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
     /// A role by name, with its permissions.
@@ -85,6 +92,28 @@ pub trait SessionStore: Send + Sync {
     /// Revokes a session (and so every token of its family). Returns `false` when it was
     /// unknown or already revoked.
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError>;
+    /// Revokes every live session of a user except `keep`, and returns the ids revoked.
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, InfraError>;
+    /// The user's sessions that are neither revoked nor past their absolute end at `now`,
+    /// most recently used first.
+    async fn active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, InfraError>;
+    /// Sessions revoked after `since`, with when: what instances poll to refuse the access
+    /// tokens of revoked sessions. Served by an index; cheap when nothing changed.
+    async fn revoked_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(SessionId, DateTime<Utc>)>, InfraError>;
+    /// Records that the session was used at `at` (callers throttle this to once a minute).
+    async fn touch_session(&self, id: SessionId, at: DateTime<Utc>) -> Result<(), InfraError>;
 }
 
 /// Hashes and verifies passwords.

@@ -358,6 +358,34 @@ impl UserStore for PgStore {
         .await
     }
 
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            diesel::insert_into(password_credentials::table)
+                .values(NewPasswordRow {
+                    user_id: id.as_uuid(),
+                    hash: hash.as_str(),
+                    updated_at: now,
+                })
+                .on_conflict(password_credentials::user_id)
+                .do_update()
+                .set((
+                    password_credentials::hash.eq(hash.as_str()),
+                    password_credentials::updated_at.eq(now),
+                ))
+                .execute(conn)
+                .await
+                .map(drop)
+                .map_err(db_error)
+        })
+        .await
+    }
+
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
@@ -526,6 +554,91 @@ impl SessionStore for PgStore {
             .execute(conn)
             .await
             .map(|n| n == 1)
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        // A nil id matches no session, so `keep: None` keeps nothing.
+        let keep = keep.map_or(Uuid::nil(), |k| k.as_uuid());
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            diesel::update(
+                sessions::table
+                    .filter(sessions::user_id.eq(user.as_uuid()))
+                    .filter(sessions::revoked_at.is_null())
+                    .filter(sessions::id.ne(keep)),
+            )
+            .set(sessions::revoked_at.eq(now))
+            .returning(sessions::id)
+            .get_results::<Uuid>(conn)
+            .await
+            .map(|ids| ids.into_iter().map(SessionId::from_uuid).collect())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            sessions::table
+                .filter(sessions::user_id.eq(user.as_uuid()))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now))
+                .order((sessions::last_used_at.desc(), sessions::id.desc()))
+                .select(SessionRow::as_select())
+                .load(conn)
+                .await
+                .map(|rows| rows.into_iter().map(SessionRow::into_domain).collect())
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn revoked_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(SessionId, DateTime<Utc>)>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            sessions::table
+                .filter(sessions::revoked_at.gt(since))
+                .select((sessions::id, sessions::revoked_at))
+                .load::<(Uuid, Option<DateTime<Utc>>)>(conn)
+                .await
+                .map(|rows| {
+                    rows.into_iter()
+                        .filter_map(|(id, at)| Some((SessionId::from_uuid(id), at?)))
+                        .collect()
+                })
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn touch_session(&self, id: SessionId, at: DateTime<Utc>) -> Result<(), InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            diesel::update(
+                sessions::table
+                    .find(id.as_uuid())
+                    .filter(sessions::last_used_at.lt(at)),
+            )
+            .set(sessions::last_used_at.eq(at))
+            .execute(conn)
+            .await
+            .map(drop)
             .map_err(db_error)
         })
         .await

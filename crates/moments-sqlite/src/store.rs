@@ -21,7 +21,8 @@ use moments_domain::user::{NewUser, User};
 use moments_domain::value::{Email, PasswordHash, Username};
 
 use crate::models::{
-    NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow, uuid_text,
+    NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow, parse_uuid,
+    uuid_text,
 };
 use crate::schema::{
     password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users,
@@ -291,6 +292,38 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn set_password_hash(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError> {
+        let row = (
+            uuid_text(id.as_uuid()),
+            hash.as_str().to_owned(),
+            now.naive_utc(),
+        );
+        self.run(move |conn| {
+            let (user_id, hash, at) = row;
+            diesel::insert_into(password_credentials::table)
+                .values(NewPasswordRow {
+                    user_id,
+                    hash: &hash,
+                    updated_at: at,
+                })
+                .on_conflict(password_credentials::user_id)
+                .do_update()
+                .set((
+                    password_credentials::hash.eq(&hash),
+                    password_credentials::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .map(drop)
+                .map_err(db_error)
+        })
+        .await
+    }
+
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {
         let id = uuid_text(id.as_uuid());
         self.run(move |conn| {
@@ -451,6 +484,99 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+
+    async fn revoke_user_sessions(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        let user = uuid_text(user.as_uuid());
+        // An empty id matches no session, so `keep: None` keeps nothing.
+        let keep = keep.map_or_else(String::new, |k| uuid_text(k.as_uuid()));
+        let now = now.naive_utc();
+        let ids: Vec<String> = self
+            .run(move |conn| {
+                diesel::update(
+                    sessions::table
+                        .filter(sessions::user_id.eq(user))
+                        .filter(sessions::revoked_at.is_null())
+                        .filter(sessions::id.ne(keep)),
+                )
+                .set(sessions::revoked_at.eq(now))
+                .returning(sessions::id)
+                .get_results(conn)
+                .map_err(db_error)
+            })
+            .await?;
+        session_ids(ids)
+    }
+
+    async fn active_sessions(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, InfraError> {
+        let user = uuid_text(user.as_uuid());
+        let now = now.naive_utc();
+        self.run(move |conn| {
+            sessions::table
+                .filter(sessions::user_id.eq(user))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now))
+                .order((sessions::last_used_at.desc(), sessions::id.desc()))
+                .select(SessionRow::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(SessionRow::into_domain)
+                .collect()
+        })
+        .await
+    }
+
+    async fn revoked_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(SessionId, DateTime<Utc>)>, InfraError> {
+        let since = since.naive_utc();
+        let rows: Vec<(String, Option<chrono::NaiveDateTime>)> = self
+            .run(move |conn| {
+                sessions::table
+                    .filter(sessions::revoked_at.gt(since))
+                    .select((sessions::id, sessions::revoked_at))
+                    .load(conn)
+                    .map_err(db_error)
+            })
+            .await?;
+        rows.into_iter()
+            .filter_map(|(id, at)| Some((id, at?)))
+            .map(|(id, at)| Ok((SessionId::from_uuid(parse_uuid(&id)?), at.and_utc())))
+            .collect()
+    }
+
+    async fn touch_session(&self, id: SessionId, at: DateTime<Utc>) -> Result<(), InfraError> {
+        let id = uuid_text(id.as_uuid());
+        let at = at.naive_utc();
+        self.run(move |conn| {
+            diesel::update(
+                sessions::table
+                    .find(id)
+                    .filter(sessions::last_used_at.lt(at)),
+            )
+            .set(sessions::last_used_at.eq(at))
+            .execute(conn)
+            .map(drop)
+            .map_err(db_error)
+        })
+        .await
+    }
+}
+
+fn session_ids(ids: Vec<String>) -> Result<Vec<SessionId>, InfraError> {
+    ids.iter()
+        .map(|id| parse_uuid(id).map(SessionId::from_uuid))
+        .collect()
 }
 
 fn token_row(token: &NewRefreshToken, session_id: &str) -> RefreshTokenRow {

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use moments_domain::authz::{RoleName, builtin_roles};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{CreateUserError, SessionStore, UserStore};
-use moments_domain::value::{Email, Username};
+use moments_domain::value::{Email, PasswordHash, Username};
 use uuid::Uuid;
 
 use crate::builders::{default_role, digest, new_session, new_user, now, refresh_token};
@@ -47,6 +47,11 @@ macro_rules! store_contract_tests {
             rotation_retires_the_token_and_stores_the_successor,
             concurrent_rotations_of_one_token_have_one_winner,
             revoked_sessions_do_not_rotate,
+            password_hash_can_be_replaced,
+            revoking_a_users_sessions_can_keep_one,
+            active_sessions_are_live_and_most_recent_first,
+            revocations_are_listed_since_a_point,
+            touching_a_session_only_moves_forward,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -460,4 +465,173 @@ pub async fn revoked_sessions_do_not_rotate(store: &StoreUnderTest) {
     );
     let unknown = SessionId::from_uuid(Uuid::now_v7());
     assert!(!store.sessions.revoke_session(unknown, at).await.unwrap());
+}
+
+/// Setting a password replaces the hash, or creates the credential of an account without one.
+pub async fn password_hash_can_be_replaced(store: &StoreUnderTest) {
+    let name = unique("lena");
+    let mut user = new_user(&name, &format!("{name}@example.com"));
+    user.password_hash = None;
+    store.users.create_user(user.clone()).await.unwrap();
+    let first = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$first");
+    store
+        .users
+        .set_password_hash(user.id, &first, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.users.password_hash(user.id).await.unwrap(),
+        Some(first)
+    );
+    let second = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$second");
+    store
+        .users
+        .set_password_hash(user.id, &second, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.users.password_hash(user.id).await.unwrap(),
+        Some(second)
+    );
+}
+
+async fn sessions_of(store: &StoreUnderTest, user: UserId, n: usize) -> Vec<SessionId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let new = new_session(user, digest());
+        ids.push(new.session.id);
+        store.sessions.create_session(new).await.unwrap();
+    }
+    ids
+}
+
+/// Revoking a user's sessions revokes all but the one kept, touches nobody else's, and
+/// returns exactly the sessions it revoked.
+pub async fn revoking_a_users_sessions_can_keep_one(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let other = some_user(store).await;
+    let mine = sessions_of(store, user, 3).await;
+    let theirs = sessions_of(store, other, 1).await;
+    let at = now();
+    let mut revoked = store
+        .sessions
+        .revoke_user_sessions(user, Some(mine[0]), at)
+        .await
+        .unwrap();
+    revoked.sort();
+    let mut expected = vec![mine[1], mine[2]];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    assert!(
+        store
+            .sessions
+            .find_session(mine[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        store
+            .sessions
+            .find_session(theirs[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none()
+    );
+    assert!(
+        store
+            .sessions
+            .revoke_user_sessions(user, Some(mine[0]), at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let all = store
+        .sessions
+        .revoke_user_sessions(user, None, at)
+        .await
+        .unwrap();
+    assert_eq!(all, vec![mine[0]]);
+}
+
+/// The active sessions are the user's unrevoked, unexpired ones, most recently used first.
+pub async fn active_sessions_are_live_and_most_recent_first(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let ids = sessions_of(store, user, 3).await;
+    let mut expired = new_session(user, digest());
+    expired.session.expires_at = now() - TimeDelta::seconds(1);
+    store.sessions.create_session(expired).await.unwrap();
+    store.sessions.revoke_session(ids[2], now()).await.unwrap();
+    store
+        .sessions
+        .touch_session(ids[0], now() + TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    let active = store.sessions.active_sessions(user, now()).await.unwrap();
+    let listed: Vec<SessionId> = active.iter().map(|s| s.id).collect();
+    assert_eq!(listed, vec![ids[0], ids[1]]);
+    let nobody = UserId::from_uuid(Uuid::now_v7());
+    assert!(
+        store
+            .sessions
+            .active_sessions(nobody, now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Revocations after a point are listed with their times; earlier ones are not.
+pub async fn revocations_are_listed_since_a_point(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let ids = sessions_of(store, user, 3).await;
+    let t0 = now();
+    store.sessions.revoke_session(ids[0], t0).await.unwrap();
+    let t1 = t0 + TimeDelta::seconds(10);
+    store.sessions.revoke_session(ids[1], t1).await.unwrap();
+    let listed = store.sessions.revoked_since(t0).await.unwrap();
+    assert!(listed.contains(&(ids[1], t1)), "{listed:?}");
+    assert!(
+        !listed.iter().any(|(id, _)| *id == ids[0] || *id == ids[2]),
+        "{listed:?}"
+    );
+    let later = store.sessions.revoked_since(t1).await.unwrap();
+    assert!(!later.iter().any(|(id, _)| *id == ids[1]));
+}
+
+/// `touch_session` records use, and never moves last use backwards.
+pub async fn touching_a_session_only_moves_forward(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let id = sessions_of(store, user, 1).await[0];
+    let later = now() + TimeDelta::minutes(5);
+    store.sessions.touch_session(id, later).await.unwrap();
+    assert_eq!(
+        store
+            .sessions
+            .find_session(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        later
+    );
+    store
+        .sessions
+        .touch_session(id, later - TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .sessions
+            .find_session(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at,
+        later
+    );
 }

@@ -1,8 +1,9 @@
 //! Accounts: registration, login, refresh-token rotation, logout and the current user.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::authz::{DEFAULT_ROLE, Permission, RoleName};
 use crate::error::InfraError;
@@ -11,6 +12,7 @@ use crate::ports::{
     Clock, CreateUserError, IdGenerator, PasswordHasher, SecretGenerator, SessionStore, TokenError,
     TokenIssuer, TokenVerifier, UserStore,
 };
+use crate::revocation::RevocationList;
 use crate::session::{
     AccessGrant, ClientInfo, NewRefreshToken, NewSession, OpaqueToken, Session, TokenDigest,
     TokenPair,
@@ -116,6 +118,40 @@ pub enum CurrentUserError {
     Infra(#[from] InfraError),
 }
 
+/// Why a session could not be revoked.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeSessionError {
+    /// No such session among the caller's own (another user's sessions are not found either).
+    #[error("session not found")]
+    NotFound,
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why a password change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangePasswordError {
+    /// The current password was wrong.
+    #[error("wrong current password")]
+    WrongCurrentPassword,
+    /// The account no longer exists.
+    #[error("account not found")]
+    NotFound,
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// A session as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    /// The session.
+    pub session: Session,
+    /// Whether it is the session of the caller's own access token.
+    pub current: bool,
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
@@ -161,12 +197,100 @@ impl std::fmt::Debug for AccountPorts {
 pub struct AccountService {
     ports: AccountPorts,
     policy: SessionPolicy,
+    revocations: Arc<RevocationList>,
+    /// When each session's last use was last written, to write it at most once a minute.
+    touched: Arc<Mutex<HashMap<SessionId, DateTime<Utc>>>>,
 }
+
+/// How often a session's last use is written at most.
+pub const TOUCH_INTERVAL: TimeDelta = TimeDelta::minutes(1);
+
+/// How far back each revocation poll looks past the newest revocation already seen, to absorb
+/// clock differences between instances.
+pub const REVOCATION_OVERLAP: TimeDelta = TimeDelta::seconds(30);
+
+/// Clock skew tolerated when verifying access tokens (what the verifier allows).
+const ACCESS_TOKEN_LEEWAY: TimeDelta = TimeDelta::seconds(30);
 
 impl AccountService {
     /// A service over the given ports and session policy.
     pub fn new(ports: AccountPorts, policy: SessionPolicy) -> Self {
-        Self { ports, policy }
+        let revocations = Arc::new(RevocationList::new(
+            ports.clock.now() - Self::horizon(&ports),
+        ));
+        Self {
+            ports,
+            policy,
+            revocations,
+            touched: Arc::default(),
+        }
+    }
+
+    /// How long a revocation matters: an access token issued just before it stays otherwise
+    /// valid for its lifetime plus the leeway.
+    fn horizon(ports: &AccountPorts) -> TimeDelta {
+        TimeDelta::seconds(ports.issuer.access_token_ttl_seconds()) + ACCESS_TOKEN_LEEWAY
+    }
+
+    /// Revokes a session and refuses its access tokens on this instance at once.
+    async fn revoke_one(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
+        self.ports.sessions.revoke_session(id, now).await?;
+        self.revocations
+            .merge([(id, now)], now - Self::horizon(&self.ports));
+        Ok(())
+    }
+
+    /// Revokes a user's sessions but `keep`, refusing their access tokens here at once.
+    async fn revoke_all(
+        &self,
+        user: UserId,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, InfraError> {
+        let revoked = self
+            .ports
+            .sessions
+            .revoke_user_sessions(user, keep, now)
+            .await?;
+        let count = revoked.len();
+        self.revocations.merge(
+            revoked.into_iter().map(|id| (id, now)),
+            now - Self::horizon(&self.ports),
+        );
+        Ok(count)
+    }
+
+    /// Fetches the sessions revoked (by any instance) since the last look, so their access
+    /// tokens are refused here too. The server calls this every second; it returns how many
+    /// revocations it learnt.
+    pub async fn sync_revocations(&self) -> Result<usize, InfraError> {
+        let now = self.ports.clock.now();
+        let forget_before = now - Self::horizon(&self.ports);
+        let since = (self.revocations.watermark() - REVOCATION_OVERLAP).max(forget_before);
+        let revoked = self.ports.sessions.revoked_since(since).await?;
+        let count = revoked.len();
+        self.revocations.merge(revoked, forget_before);
+        self.touched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, at| *at > now - TOUCH_INTERVAL);
+        Ok(count)
+    }
+
+    /// Records that the actor's session was used, at most once a minute per session.
+    pub async fn touch(&self, actor: &Actor) -> Result<(), InfraError> {
+        let now = self.ports.clock.now();
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
+            match touched.get(&actor.session_id) {
+                Some(at) if now - *at < TOUCH_INTERVAL => return Ok(()),
+                _ => touched.insert(actor.session_id, now),
+            };
+        }
+        self.ports
+            .sessions
+            .touch_session(actor.session_id, now)
+            .await
     }
 
     /// Creates an account with the default role. The password is hashed off the executor.
@@ -275,7 +399,7 @@ impl AccountService {
             let user = match self.ports.users.find_user_by_id(session.user_id).await? {
                 Some(user) if !user.disabled => user,
                 _ => {
-                    self.ports.sessions.revoke_session(session.id, now).await?;
+                    self.revoke_one(session.id, now).await?;
                     return Err(RefreshError::InvalidRefreshToken);
                 }
             };
@@ -305,10 +429,10 @@ impl AccountService {
     async fn retry_within_grace(
         &self,
         session: &Session,
-        rotated_at: chrono::DateTime<chrono::Utc>,
+        rotated_at: DateTime<Utc>,
         successor_token: OpaqueToken,
         successor_digest: &TokenDigest,
-        now: chrono::DateTime<chrono::Utc>,
+        now: DateTime<Utc>,
     ) -> Result<TokenPair, RefreshError> {
         if now - rotated_at <= self.policy.refresh_grace {
             let live = self
@@ -328,7 +452,7 @@ impl AccountService {
                     .await?);
             }
         }
-        self.ports.sessions.revoke_session(session.id, now).await?;
+        self.revoke_one(session.id, now).await?;
         Err(RefreshError::RefreshTokenReused)
     }
 
@@ -337,8 +461,8 @@ impl AccountService {
         user: &User,
         session_id: SessionId,
         refresh_token: OpaqueToken,
-        refresh_expires_at: chrono::DateTime<chrono::Utc>,
-        now: chrono::DateTime<chrono::Utc>,
+        refresh_expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<TokenPair, InfraError> {
         let access = self.issue_access(user, session_id).await?;
         Ok(TokenPair {
@@ -356,17 +480,88 @@ impl AccountService {
         let digest = self.ports.secrets.digest(presented);
         if let Some(record) = self.ports.sessions.find_refresh_token(&digest).await? {
             let now = self.ports.clock.now();
-            self.ports
-                .sessions
-                .revoke_session(record.session.id, now)
-                .await?;
+            self.revoke_one(record.session.id, now).await?;
         }
         Ok(())
     }
 
-    /// Verifies an access token and returns the caller it names.
+    /// The caller's live sessions, most recently used first.
+    pub async fn sessions(&self, actor: &Actor) -> Result<Vec<SessionView>, InfraError> {
+        let now = self.ports.clock.now();
+        let sessions = self
+            .ports
+            .sessions
+            .active_sessions(actor.user_id, now)
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|session| SessionView {
+                current: session.id == actor.session_id,
+                session,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the caller's own sessions (possibly the current one).
+    pub async fn revoke_own_session(
+        &self,
+        actor: &Actor,
+        id: SessionId,
+    ) -> Result<(), RevokeSessionError> {
+        match self.ports.sessions.find_session(id).await? {
+            Some(session) if session.user_id == actor.user_id && session.revoked_at.is_none() => {
+                self.revoke_one(id, self.ports.clock.now()).await?;
+                Ok(())
+            }
+            _ => Err(RevokeSessionError::NotFound),
+        }
+    }
+
+    /// Revokes every session of the caller, the current one included.
+    pub async fn logout_all(&self, actor: &Actor) -> Result<usize, InfraError> {
+        self.revoke_all(actor.user_id, None, self.ports.clock.now())
+            .await
+    }
+
+    /// Changes the caller's password after checking the current one, and revokes the caller's
+    /// other sessions (the current one stays signed in).
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        current: &Password,
+        new: &Password,
+    ) -> Result<(), ChangePasswordError> {
+        let hash = self.ports.users.password_hash(actor.user_id).await?;
+        if !self.ports.hasher.verify(current, hash.as_ref()).await? {
+            return Err(ChangePasswordError::WrongCurrentPassword);
+        }
+        if self
+            .ports
+            .users
+            .find_user_by_id(actor.user_id)
+            .await?
+            .is_none()
+        {
+            return Err(ChangePasswordError::NotFound);
+        }
+        let new_hash = self.ports.hasher.hash(new).await?;
+        let now = self.ports.clock.now();
+        self.ports
+            .users
+            .set_password_hash(actor.user_id, &new_hash, now)
+            .await?;
+        self.revoke_all(actor.user_id, Some(actor.session_id), now)
+            .await?;
+        Ok(())
+    }
+
+    /// Verifies an access token and returns the caller it names. Tokens of revoked sessions are
+    /// refused (from memory: no database query).
     pub fn authenticate(&self, token: &str) -> Result<Actor, AuthenticateError> {
         match self.ports.verifier.verify(token) {
+            Ok(claims) if self.revocations.contains(claims.session_id) => {
+                Err(AuthenticateError::Invalid)
+            }
             Ok(claims) => Ok(Actor {
                 user_id: claims.user_id,
                 session_id: claims.session_id,

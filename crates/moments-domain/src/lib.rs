@@ -5,6 +5,7 @@ pub mod authz;
 pub mod error;
 pub mod ids;
 pub mod ports;
+pub mod revocation;
 pub mod session;
 pub mod user;
 pub mod value;

@@ -179,10 +179,23 @@ pub struct Authenticated(pub Actor);
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
+    /// Verifies the token from memory (signature, claims, revocation list), then records the
+    /// session's use, which writes at most once a minute per session. A failed write is logged
+    /// and does not fail the request.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req))
+        let authenticated = authenticate(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let authenticated = authenticated?;
+            if let Some(state) = state
+                && let Err(e) = state.accounts.touch(&authenticated.0).await
+            {
+                tracing::warn!(error = %e, "could not record session use");
+            }
+            Ok(authenticated)
+        })
     }
 }
 

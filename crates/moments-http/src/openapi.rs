@@ -23,7 +23,8 @@ use crate::routes::{auth, ops};
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
-        auth::register, auth::login, auth::refresh, auth::logout, auth::me,
+        auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me,
+        auth::change_password, auth::list_sessions, auth::revoke_session,
         ops::health, ops::ready, ops::describe_problem,
     ),
     components(schemas(Problem, FieldError)),

@@ -10,7 +10,7 @@ use moments_domain::value::{Email, Password, Username};
 use utoipa::OpenApi as _;
 
 use crate::config::Config;
-use crate::wiring::{Migrations, Store, build_state};
+use crate::wiring::{Migrations, Store, build_state, spawn_revocation_sync};
 
 /// Serves the API until SIGTERM or Ctrl-C; in-flight requests then get up to the shutdown
 /// timeout to finish.
@@ -27,6 +27,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store = Store::open(&config, migrations).await?;
     let (state, http) = build_state(&config, &store)?;
+    let _revocations = spawn_revocation_sync(state.accounts.clone(), config.revocation_poll);
     let server = HttpServer::new(move || moments_http::app(state.clone(), http.clone()))
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         .bind(config.listen)

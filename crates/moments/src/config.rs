@@ -108,6 +108,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `MOMENTS_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `MOMENTS_REVOCATION_POLL_MS`: how often revoked sessions are fetched from the store.
+    pub revocation_poll: Duration,
     /// `MOMENTS_SHUTDOWN_TIMEOUT_SECONDS`: how long in-flight requests may finish after SIGTERM.
     pub shutdown_timeout: Duration,
 }
@@ -365,6 +367,12 @@ impl Config {
             argon2,
             cors_origins,
             log_format,
+            revocation_poll: Duration::from_millis(number(
+                "MOMENTS_REVOCATION_POLL_MS",
+                1000,
+                100,
+                5000,
+            )?),
             shutdown_timeout: Duration::from_secs(number(
                 "MOMENTS_SHUTDOWN_TIMEOUT_SECONDS",
                 30,

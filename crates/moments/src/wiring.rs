@@ -203,3 +203,34 @@ pub fn build_state_with_clock(
     };
     Ok((state, http))
 }
+
+/// The background task that keeps this instance's revocation list current; stops when dropped.
+#[derive(Debug)]
+pub struct RevocationSync(tokio::task::JoinHandle<()>);
+
+impl Drop for RevocationSync {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Polls the store for revoked sessions every `every`, so access tokens of sessions revoked on
+/// any instance are refused here within about that long. Failures are logged and retried at the
+/// next tick (tokens of sessions revoked on this instance are refused regardless).
+pub fn spawn_revocation_sync(
+    accounts: AccountService,
+    every: std::time::Duration,
+) -> RevocationSync {
+    RevocationSync(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match accounts.sync_revocations().await {
+                Ok(0) => {}
+                Ok(learnt) => tracing::debug!(learnt, "revocations synchronised"),
+                Err(e) => tracing::warn!(error = %e, "could not synchronise revocations"),
+            }
+        }
+    }))
+}

@@ -3,7 +3,8 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use moments_domain::account::Registration;
+use moments_domain::account::{ChangePasswordError, Registration, RevokeSessionError};
+use moments_domain::ids::SessionId;
 use moments_domain::session::TokenPair;
 use moments_domain::user::{Me, User};
 use moments_domain::value::{Email, Password, Username};
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Authenticated, client_info};
-use crate::problem::{FieldError, Problem};
+use crate::problem::{self, FieldError, Problem};
 use crate::routes::endpoint;
 
 /// Collects field errors from parsing several values.
@@ -340,13 +341,168 @@ pub async fn me(
     Ok(HttpResponse::Ok().json(MeResponse::from(me)))
 }
 
+/// A signed-in session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// The session's id.
+    pub id: Uuid,
+    /// When the user signed in.
+    pub created_at: DateTime<Utc>,
+    /// When the session was last used (refreshed, or an access token used; recorded at most
+    /// once a minute).
+    pub last_used_at: DateTime<Utc>,
+    /// The `User-Agent` at sign-in.
+    pub user_agent: Option<String>,
+    /// The client address at sign-in.
+    pub ip: Option<String>,
+    /// Whether this is the session of the token making the request.
+    pub current: bool,
+}
+
+/// A page of sessions (all of them: `next_cursor` is always null).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionPage {
+    /// The sessions, most recently used first.
+    pub items: Vec<SessionResponse>,
+    /// Always null: the list is never split.
+    pub next_cursor: Option<String>,
+}
+
+/// The current and the new password.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The password in use now.
+    #[schema(format = Password)]
+    pub current_password: String,
+    /// The new password: 12 to 128 characters, not a common one.
+    #[schema(format = Password)]
+    pub new_password: String,
+}
+
+redacted_debug!(ChangePasswordRequest {} hides { current_password, new_password });
+
+/// The caller's live sessions.
+#[utoipa::path(
+    get, path = "/api/v1/auth/sessions", tag = "auth", operation_id = "list_sessions",
+    responses((status = 200, description = "Live sessions, most recently used first", body = SessionPage)),
+    security(("bearer" = [])),
+)]
+pub async fn list_sessions(
+    state: web::Data<AppState>,
+    Authenticated(actor): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let items = state
+        .accounts
+        .sessions(&actor)
+        .await?
+        .into_iter()
+        .map(|view| SessionResponse {
+            id: view.session.id.as_uuid(),
+            created_at: view.session.created_at,
+            last_used_at: view.session.last_used_at,
+            user_agent: view.session.client.user_agent,
+            ip: view.session.client.ip,
+            current: view.current,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(SessionPage {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Revoke one of the caller's sessions: its refresh token stops working at once and its access
+/// tokens within seconds, on every instance.
+#[utoipa::path(
+    delete, path = "/api/v1/auth/sessions/{id}", tag = "auth", operation_id = "revoke_session",
+    params(("id" = Uuid, Path, description = "A session id from the sessions list")),
+    responses(
+        (status = 204, description = "The session is revoked"),
+        (status = 404, description = "No such session among the caller's", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn revoke_session(
+    state: web::Data<AppState>,
+    Authenticated(actor): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::new(&problem::NOT_FOUND, "no such session");
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    match state
+        .accounts
+        .revoke_own_session(&actor, SessionId::from_uuid(id))
+        .await
+    {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(RevokeSessionError::NotFound) => Err(not_found()),
+        Err(RevokeSessionError::Infra(e)) => Err(e.into()),
+    }
+}
+
+/// Sign out everywhere: revoke every session of the caller, this one included.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout-all", tag = "auth", operation_id = "logout_all",
+    responses((status = 204, description = "Every session is revoked")),
+    security(("bearer" = [])),
+)]
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    Authenticated(actor): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    state.accounts.logout_all(&actor).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Change the password. The caller's other sessions are revoked; this one stays signed in.
+#[utoipa::path(
+    post, path = "/api/v1/auth/password", tag = "auth", operation_id = "change_password",
+    request_body = ChangePasswordRequest,
+    responses((status = 204, description = "The password is changed")),
+    security(("bearer" = [])),
+)]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    Authenticated(actor): Authenticated,
+    ApiJson(body): ApiJson<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::default();
+    fields.required("current_password", &body.current_password);
+    let current = fields.check(
+        "current_password",
+        Password::for_verification(&body.current_password),
+    );
+    let new = fields.check("new_password", Password::parse(&body.new_password));
+    fields.finish()?;
+    let (Some(current), Some(new)) = (current, new) else {
+        return Err(ApiError::internal(&"validation passed without values"));
+    };
+    match state.accounts.change_password(&actor, &current, &new).await {
+        Ok(()) => Ok(HttpResponse::NoContent().finish()),
+        Err(ChangePasswordError::WrongCurrentPassword) => Err(ApiError::field(
+            "current_password",
+            "incorrect",
+            "is not the current password",
+        )),
+        Err(ChangePasswordError::NotFound) => Err(ApiError::from(
+            moments_domain::account::CurrentUserError::NotFound,
+        )),
+        Err(ChangePasswordError::Infra(e)) => Err(e.into()),
+    }
+}
+
 /// Registers the `/auth` routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/auth/register").route(web::post().to(register)))
         .service(endpoint("/auth/login").route(web::post().to(login)))
         .service(endpoint("/auth/refresh").route(web::post().to(refresh)))
         .service(endpoint("/auth/logout").route(web::post().to(logout)))
-        .service(endpoint("/auth/me").route(web::get().to(me)));
+        .service(endpoint("/auth/logout-all").route(web::post().to(logout_all)))
+        .service(endpoint("/auth/me").route(web::get().to(me)))
+        .service(endpoint("/auth/password").route(web::post().to(change_password)))
+        .service(endpoint("/auth/sessions").route(web::get().to(list_sessions)))
+        .service(endpoint("/auth/sessions/{id}").route(web::delete().to(revoke_session)));
 }
 
 #[cfg(test)]

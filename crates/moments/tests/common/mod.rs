@@ -99,11 +99,13 @@ async fn app_over(vars: &[(&str, String)], guard: Box<dyn std::any::Any>) -> Tes
         .expect("store");
     let clock = Arc::new(TestClock::default());
     let (state, http) = build_state_with_clock(&config, &store, clock.clone()).expect("state");
+    let poller =
+        moments::wiring::spawn_revocation_sync(state.accounts.clone(), config.revocation_poll);
     TestApp {
         state,
         http,
         clock,
-        _guard: guard,
+        _guard: Box::new((poller, guard)),
     }
 }
 
@@ -127,6 +129,26 @@ pub async fn app_with(extra: &[(&str, String)]) -> TestApp {
     ];
     vars.extend(extra.iter().cloned());
     app_over(&vars, Box::new(dir)).await
+}
+
+/// Two application instances over one fresh store, each with its revocation poller running,
+/// like two processes behind a load balancer. `postgres` picks the store.
+pub async fn twin_apps(postgres: bool) -> Option<(TestApp, TestApp)> {
+    let (vars, guard): (Vec<(&str, String)>, Box<dyn std::any::Any>) = if postgres {
+        let db = TestDatabase::create().await?;
+        (vec![("DATABASE_URL", db.url().to_owned())], Box::new(db))
+    } else {
+        let dir = tempfile::tempdir().expect("tempdir");
+        (
+            vec![("MOMENTS_DATA_DIR", dir.path().display().to_string())],
+            Box::new(dir),
+        )
+    };
+    let mut vars = vars;
+    vars.push(("MOMENTS_JWT_SECRET", SECRET.to_owned()));
+    let a = app_over(&vars, guard).await;
+    let b = app_over(&vars, Box::new(())).await;
+    Some((a, b))
 }
 
 /// An application on a fresh PostgreSQL database (`None`: skipped, PostgreSQL unreachable).

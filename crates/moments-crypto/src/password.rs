@@ -115,6 +115,38 @@ fn argon2id(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
+/// bcrypt hashes as FastAPI/passlib and most other systems store them.
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|prefix| hash.starts_with(prefix))
+        && hash.len() == 60
+}
+
+/// What a stored hash is: bcrypt, or argon2 with its parsed parameters.
+enum Stored {
+    Bcrypt,
+    Argon2 {
+        algorithm: Algorithm,
+        version: Option<u32>,
+        params: Params,
+    },
+}
+
+fn classify(hash: &str) -> Option<Stored> {
+    if is_bcrypt(hash) {
+        return Some(Stored::Bcrypt);
+    }
+    let phc = argon2::password_hash::phc::PasswordHash::new(hash).ok()?;
+    let algorithm = Algorithm::try_from(phc.algorithm.as_str()).ok()?;
+    let params = Params::try_from(&phc).ok()?;
+    Some(Stored::Argon2 {
+        algorithm,
+        version: phc.version,
+        params,
+    })
+}
+
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError> {
@@ -141,6 +173,10 @@ impl PasswordHasher for Argon2Hasher {
         };
         let matched = self
             .run_blocking(move |params| {
+                if is_bcrypt(&target) {
+                    return bcrypt::verify(secret.expose(), &target)
+                        .map_err(|e| InfraError::internal(format!("unusable bcrypt hash: {e}")));
+                }
                 match argon2id(&params).verify_password(secret.expose().as_bytes(), target.as_str())
                 {
                     Ok(()) => Ok(true),
@@ -150,6 +186,25 @@ impl PasswordHasher for Argon2Hasher {
             })
             .await??;
         Ok(matched && is_real)
+    }
+
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        match classify(hash.as_str()) {
+            Some(Stored::Argon2 {
+                algorithm: Algorithm::Argon2id,
+                version: Some(0x13),
+                params,
+            }) => {
+                params.m_cost() < self.params.m_cost()
+                    || params.t_cost() < self.params.t_cost()
+                    || params.p_cost() < self.params.p_cost()
+            }
+            _ => true,
+        }
+    }
+
+    fn recognizes(&self, hash: &PasswordHash) -> bool {
+        classify(hash.as_str()).is_some()
     }
 }
 
@@ -217,6 +272,82 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    /// `$2b$` (passlib/FastAPI), `$2a$` and `$2y$` hashes of "correct horse battery staple",
+    /// cost 4, made with the bcrypt crate and rewritten to each prefix.
+    fn bcrypt_hashes() -> Vec<PasswordHash> {
+        let hash = bcrypt::hash("correct horse battery staple", 4).unwrap();
+        ["$2a$", "$2b$", "$2y$"]
+            .iter()
+            .map(|prefix| PasswordHash::new(format!("{prefix}{}", &hash[4..])))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_verify_and_need_rehash() {
+        let hasher = fast();
+        for hash in bcrypt_hashes() {
+            assert!(hasher.recognizes(&hash), "{:?}", &hash.as_str()[..4]);
+            assert!(
+                hasher
+                    .verify(&pw("correct horse battery staple"), Some(&hash))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !hasher
+                    .verify(&pw("correct horse battery stapler"), Some(&hash))
+                    .await
+                    .unwrap()
+            );
+            assert!(hasher.needs_rehash(&hash));
+        }
+    }
+
+    #[tokio::test]
+    async fn weaker_argon2_needs_rehash_and_current_does_not() {
+        let strong = Argon2Hasher::new(Argon2Config {
+            memory_kib: 2048,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: 1,
+        })
+        .unwrap();
+        let current = strong
+            .hash(&pw("correct horse battery staple"))
+            .await
+            .unwrap();
+        assert!(!strong.needs_rehash(&current));
+        let weaker = fast()
+            .hash(&pw("correct horse battery staple"))
+            .await
+            .unwrap();
+        assert!(strong.needs_rehash(&weaker));
+        assert!(
+            strong
+                .verify(&pw("correct horse battery staple"), Some(&weaker))
+                .await
+                .unwrap()
+        );
+        let argon2i = PasswordHash::new(
+            "$argon2i$v=19$m=2048,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$wnK5e6F8mN0cQzGJ6ZrQbQ",
+        );
+        assert!(strong.needs_rehash(&argon2i));
+    }
+
+    #[test]
+    fn unusable_hashes_are_not_recognised() {
+        let hasher = fast();
+        for bad in [
+            "",
+            "plain",
+            "$2b$12$short",
+            "$md5$abc",
+            "$argon2id$v=19$m=x",
+        ] {
+            assert!(!hasher.recognizes(&PasswordHash::new(bad)), "{bad}");
+        }
     }
 
     #[tokio::test]

@@ -355,6 +355,17 @@ impl AccountService {
         if user.disabled {
             return Err(LoginError::AccountDisabled);
         }
+        // A legacy (bcrypt) or weaker hash is replaced now that the password is known.
+        if let Some(hash) = &hash
+            && self.ports.hasher.needs_rehash(hash)
+        {
+            let upgraded = self.ports.hasher.hash(password).await?;
+            let now = self.ports.clock.now();
+            self.ports
+                .users
+                .set_password_hash(user.id, &upgraded, now)
+                .await?;
+        }
         Ok(self.start_session(&user, client).await?)
     }
 

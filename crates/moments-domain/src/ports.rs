@@ -43,7 +43,14 @@ pub enum CreateUserError {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// Creates the account, its password credential (if any) and its roles, atomically.
-    async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError>;
+    async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError> {
+        let mut created = self.create_users(vec![user]).await?;
+        created
+            .pop()
+            .ok_or_else(|| InfraError::internal("no account created").into())
+    }
+    /// Creates several accounts in one transaction: all of them, or none.
+    async fn create_users(&self, users: Vec<NewUser>) -> Result<Vec<User>, CreateUserError>;
     /// Finds an account by id.
     async fn find_user_by_id(&self, id: UserId) -> Result<Option<User>, InfraError>;
     /// Finds an account by (normalised) username.
@@ -133,6 +140,12 @@ pub trait PasswordHasher: Send + Sync {
         password: &Password,
         hash: Option<&PasswordHash>,
     ) -> Result<bool, InfraError>;
+    /// Whether a stored hash should be replaced after the next successful login: a legacy
+    /// format (bcrypt) or weaker parameters than configured.
+    fn needs_rehash(&self, hash: &PasswordHash) -> bool;
+    /// Whether this hasher can verify the hash at all (a supported, well-formed format); used to
+    /// refuse unusable hashes on import.
+    fn recognizes(&self, hash: &PasswordHash) -> bool;
 }
 
 /// Why an access token was refused.

@@ -232,6 +232,58 @@ impl From<InfraError> for CreateTx {
     }
 }
 
+/// Inserts one account with its credential and roles (inside the caller's transaction).
+async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser) -> Result<UserRow, CreateTx> {
+    for role in &user.roles {
+        let exists: i64 = roles::table
+            .filter(roles::name.eq(role.as_str()))
+            .count()
+            .get_result(conn)
+            .await?;
+        if exists == 0 {
+            return Err(CreateTx::UnknownRole(role.clone()));
+        }
+    }
+    let id = user.id.as_uuid();
+    diesel::insert_into(users::table)
+        .values(NewUserRow {
+            id,
+            username: user.username.as_str(),
+            email: user.email.as_str(),
+            email_key: user.email.key(),
+            display_name: user.display_name.as_deref(),
+            created_at: user.created_at,
+            updated_at: user.created_at,
+        })
+        .execute(conn)
+        .await?;
+    if let Some(hash) = &user.password_hash {
+        diesel::insert_into(password_credentials::table)
+            .values(NewPasswordRow {
+                user_id: id,
+                hash: hash.as_str(),
+                updated_at: user.created_at,
+            })
+            .execute(conn)
+            .await?;
+    }
+    for role in &user.roles {
+        diesel::insert_into(user_roles::table)
+            .values(NewUserRoleRow {
+                user_id: id,
+                role_name: role.as_str(),
+                granted_at: user.created_at,
+            })
+            .execute(conn)
+            .await?;
+    }
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .await?)
+}
+
 async fn load_roles(
     conn: &mut AsyncPgConnection,
     names: &[String],
@@ -252,66 +304,26 @@ async fn load_roles(
 
 #[async_trait]
 impl UserStore for PgStore {
-    async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError> {
-        let user = &user;
-        let result: Result<UserRow, CreateTx> = self
+    async fn create_users(&self, new_users: Vec<NewUser>) -> Result<Vec<User>, CreateUserError> {
+        let new_users = &new_users;
+        let result: Result<Vec<UserRow>, CreateTx> = self
             .timed(async {
                 let conn = &mut *self.conn().await?;
                 conn.transaction::<_, CreateTx, _>(async |conn| {
-                    for role in &user.roles {
-                        let exists: i64 = roles::table
-                            .filter(roles::name.eq(role.as_str()))
-                            .count()
-                            .get_result(conn)
-                            .await?;
-                        if exists == 0 {
-                            return Err(CreateTx::UnknownRole(role.clone()));
-                        }
+                    let mut rows = Vec::with_capacity(new_users.len());
+                    for user in new_users {
+                        rows.push(insert_user(conn, user).await?);
                     }
-                    let id = user.id.as_uuid();
-                    diesel::insert_into(users::table)
-                        .values(NewUserRow {
-                            id,
-                            username: user.username.as_str(),
-                            email: user.email.as_str(),
-                            email_key: user.email.key(),
-                            display_name: user.display_name.as_deref(),
-                            created_at: user.created_at,
-                            updated_at: user.created_at,
-                        })
-                        .execute(conn)
-                        .await?;
-                    if let Some(hash) = &user.password_hash {
-                        diesel::insert_into(password_credentials::table)
-                            .values(NewPasswordRow {
-                                user_id: id,
-                                hash: hash.as_str(),
-                                updated_at: user.created_at,
-                            })
-                            .execute(conn)
-                            .await?;
-                    }
-                    for role in &user.roles {
-                        diesel::insert_into(user_roles::table)
-                            .values(NewUserRoleRow {
-                                user_id: id,
-                                role_name: role.as_str(),
-                                granted_at: user.created_at,
-                            })
-                            .execute(conn)
-                            .await?;
-                    }
-                    Ok(users::table
-                        .find(id)
-                        .select(UserRow::as_select())
-                        .first(conn)
-                        .await?)
+                    Ok(rows)
                 })
                 .await
             })
             .await;
         match result {
-            Ok(row) => Ok(row.into_domain()?),
+            Ok(rows) => Ok(rows
+                .into_iter()
+                .map(UserRow::into_domain)
+                .collect::<Result<_, _>>()?),
             Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
             Err(CreateTx::Diesel(DieselError::DatabaseError(
                 DatabaseErrorKind::UniqueViolation,

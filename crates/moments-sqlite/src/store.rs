@@ -174,6 +174,54 @@ impl From<DieselError> for CreateTx {
     }
 }
 
+/// Inserts one account with its credential and roles (inside the caller's transaction).
+fn insert_user(conn: &mut SqliteConnection, user: &NewUser) -> Result<UserRow, CreateTx> {
+    for role in &user.roles {
+        let exists: i64 = roles::table
+            .filter(roles::name.eq(role.as_str()))
+            .count()
+            .get_result(conn)?;
+        if exists == 0 {
+            return Err(CreateTx::UnknownRole(role.clone()));
+        }
+    }
+    let user_id = uuid_text(user.id.as_uuid());
+    let created = user.created_at.naive_utc();
+    diesel::insert_into(users::table)
+        .values(NewUserRow {
+            id: user_id.clone(),
+            username: user.username.as_str(),
+            email: user.email.as_str(),
+            email_key: user.email.key(),
+            display_name: user.display_name.as_deref(),
+            created_at: created,
+            updated_at: created,
+        })
+        .execute(conn)?;
+    if let Some(hash) = &user.password_hash {
+        diesel::insert_into(password_credentials::table)
+            .values(NewPasswordRow {
+                user_id: user_id.clone(),
+                hash: hash.as_str(),
+                updated_at: created,
+            })
+            .execute(conn)?;
+    }
+    for role in &user.roles {
+        diesel::insert_into(user_roles::table)
+            .values(NewUserRoleRow {
+                user_id: user_id.clone(),
+                role_name: role.as_str(),
+                granted_at: created,
+            })
+            .execute(conn)?;
+    }
+    Ok(users::table
+        .find(&user_id)
+        .select(UserRow::as_select())
+        .first(conn)?)
+}
+
 fn load_roles(conn: &mut SqliteConnection, names: &[String]) -> Result<Vec<Role>, DieselError> {
     let rows: Vec<(String, String, bool)> = roles::table
         .filter(roles::name.eq_any(names))
@@ -189,60 +237,22 @@ fn load_roles(conn: &mut SqliteConnection, names: &[String]) -> Result<Vec<Role>
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn create_user(&self, user: NewUser) -> Result<User, CreateUserError> {
-        let user_id = uuid_text(user.id.as_uuid());
-        let created = user.created_at.naive_utc();
+    async fn create_users(&self, new_users: Vec<NewUser>) -> Result<Vec<User>, CreateUserError> {
         let result = self
             .run(move |conn| {
                 Ok::<_, InfraError>(conn.immediate_transaction::<_, CreateTx, _>(|conn| {
-                    for role in &user.roles {
-                        let exists: i64 = roles::table
-                            .filter(roles::name.eq(role.as_str()))
-                            .count()
-                            .get_result(conn)?;
-                        if exists == 0 {
-                            return Err(CreateTx::UnknownRole(role.clone()));
-                        }
-                    }
-                    diesel::insert_into(users::table)
-                        .values(NewUserRow {
-                            id: user_id.clone(),
-                            username: user.username.as_str(),
-                            email: user.email.as_str(),
-                            email_key: user.email.key(),
-                            display_name: user.display_name.as_deref(),
-                            created_at: created,
-                            updated_at: created,
-                        })
-                        .execute(conn)?;
-                    if let Some(hash) = &user.password_hash {
-                        diesel::insert_into(password_credentials::table)
-                            .values(NewPasswordRow {
-                                user_id: user_id.clone(),
-                                hash: hash.as_str(),
-                                updated_at: created,
-                            })
-                            .execute(conn)?;
-                    }
-                    for role in &user.roles {
-                        diesel::insert_into(user_roles::table)
-                            .values(NewUserRoleRow {
-                                user_id: user_id.clone(),
-                                role_name: role.as_str(),
-                                granted_at: created,
-                            })
-                            .execute(conn)?;
-                    }
-                    users::table
-                        .find(&user_id)
-                        .select(UserRow::as_select())
-                        .first(conn)
-                        .map_err(CreateTx::from)
+                    new_users
+                        .iter()
+                        .map(|user| insert_user(conn, user))
+                        .collect::<Result<Vec<_>, _>>()
                 }))
             })
             .await?;
         match result {
-            Ok(row) => Ok(row.into_domain()?),
+            Ok(rows) => Ok(rows
+                .into_iter()
+                .map(UserRow::into_domain)
+                .collect::<Result<_, _>>()?),
             Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
             Err(CreateTx::Diesel(DieselError::DatabaseError(
                 DatabaseErrorKind::UniqueViolation,

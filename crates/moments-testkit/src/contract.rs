@@ -52,6 +52,7 @@ macro_rules! store_contract_tests {
             active_sessions_are_live_and_most_recent_first,
             revocations_are_listed_since_a_point,
             touching_a_session_only_moves_forward,
+            creating_several_users_is_all_or_nothing,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -633,5 +634,38 @@ pub async fn touching_a_session_only_moves_forward(store: &StoreUnderTest) {
             .unwrap()
             .last_used_at,
         later
+    );
+}
+
+/// A batch of accounts is created whole or not at all.
+pub async fn creating_several_users_is_all_or_nothing(store: &StoreUnderTest) {
+    let (a, b) = (unique("batch_a"), unique("batch_b"));
+    let first = new_user(&a, &format!("{a}@example.com"));
+    let second = new_user(&b, &format!("{b}@example.com"));
+    let clash = new_user(&a.to_uppercase(), &format!("{a}.other@example.com"));
+    let err = store
+        .users
+        .create_users(vec![first.clone(), second.clone(), clash])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CreateUserError::UsernameTaken), "{err:?}");
+    for user in [&first, &second] {
+        assert!(
+            store
+                .users
+                .find_user_by_id(user.id)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let created = store
+        .users
+        .create_users(vec![first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        created.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![first.id, second.id]
     );
 }

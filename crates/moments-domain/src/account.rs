@@ -226,6 +226,22 @@ impl AccountService {
         }
     }
 
+    pub(crate) fn hasher(&self) -> &dyn crate::ports::PasswordHasher {
+        self.ports.hasher.as_ref()
+    }
+
+    pub(crate) fn users(&self) -> &dyn UserStore {
+        self.ports.users.as_ref()
+    }
+
+    pub(crate) fn new_id(&self) -> uuid::Uuid {
+        self.ports.ids.new_id()
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.ports.clock.now()
+    }
+
     /// How long a revocation matters: an access token issued just before it stays otherwise
     /// valid for its lifetime plus the leeway.
     fn horizon(ports: &AccountPorts) -> TimeDelta {

@@ -4,6 +4,7 @@ pub mod account;
 pub mod authz;
 pub mod error;
 pub mod ids;
+pub mod import;
 pub mod ports;
 pub mod revocation;
 pub mod session;

@@ -6,6 +6,7 @@ use actix_web::HttpServer;
 use anyhow::{Context as _, bail};
 use moments_domain::account::{RegisterError, Registration};
 use moments_domain::authz::RoleName;
+use moments_domain::import::{ImportError, ImportRecord};
 use moments_domain::value::{Email, Password, Username};
 use utoipa::OpenApi as _;
 
@@ -27,6 +28,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let store = Store::open(&config, migrations).await?;
     let (state, http) = build_state(&config, &store)?;
+    // Load recent revocations before the first request, then keep them current.
+    if let Err(e) = state.accounts.sync_revocations().await {
+        tracing::warn!(error = %e, "could not load revoked sessions; retrying in the background");
+    }
     let _revocations = spawn_revocation_sync(state.accounts.clone(), config.revocation_poll);
     let server = HttpServer::new(move || moments_http::app(state.clone(), http.clone()))
         .shutdown_timeout(config.shutdown_timeout.as_secs())
@@ -112,4 +117,60 @@ pub async fn create_user(
         serde_json::json!({"id": user.id, "username": user.username.as_str(), "email": user.email.as_str(), "admin": admin})
     );
     Ok(())
+}
+
+/// One line of an import file (JSON Lines).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    username: String,
+    email: String,
+    password_hash: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// Parses an import file: every non-blank line, numbered from 1.
+pub fn parse_import(text: &str) -> Vec<(usize, Result<ImportRecord, String>)> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            let record = serde_json::from_str::<ImportLine>(line)
+                .map(|l| ImportRecord {
+                    username: l.username,
+                    email: l.email,
+                    password_hash: l.password_hash,
+                    roles: l.roles,
+                    display_name: l.display_name,
+                })
+                .map_err(|e| format!("not a valid record: {e}"));
+            (index + 1, record)
+        })
+        .collect()
+}
+
+/// Imports accounts from a JSON Lines file, all or nothing, naming every bad line.
+pub async fn import_users(config: Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let lines = parse_import(&text);
+    let store = Store::open(&config, Migrations::RequireCurrent).await?;
+    let (state, _) = build_state(&config, &store)?;
+    match state.accounts.import_users(lines).await {
+        Ok(count) => {
+            println!("{}", serde_json::json!({ "imported": count }));
+            Ok(())
+        }
+        Err(ImportError::Invalid(errors)) => {
+            for error in &errors {
+                eprintln!("{}:{}: {}", file.display(), error.line, error.reason);
+            }
+            bail!("nothing imported: {} invalid line(s)", errors.len())
+        }
+        Err(ImportError::Conflict(reason)) => bail!("nothing imported: {reason}"),
+        Err(ImportError::Infra(e)) => Err(e.into()),
+    }
 }

@@ -45,6 +45,12 @@ enum Admin {
         #[arg(long)]
         admin: bool,
     },
+    /// Import accounts from a JSON Lines file ({username, email, password_hash, roles?,
+    /// display_name?} per line; bcrypt or argon2 hashes): all or nothing.
+    ImportUsers {
+        /// The file.
+        file: std::path::PathBuf,
+    },
 }
 
 fn init_tracing(format: LogFormat) {
@@ -84,6 +90,9 @@ fn main() -> std::process::ExitCode {
             password_stdin: _,
             admin,
         })) => report(run(commands::create_user(config, &username, &email, admin))),
+        Some(Command::Admin(Admin::ImportUsers { file })) => {
+            report(run(commands::import_users(config, &file)))
+        }
     }
 }
 

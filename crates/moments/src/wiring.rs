@@ -87,7 +87,8 @@ impl Store {
         }
     }
 
-    fn users(&self) -> Arc<dyn UserStore> {
+    /// The store as the domain's user store.
+    pub fn users(&self) -> Arc<dyn UserStore> {
         match self {
             Self::Sqlite(s) => s.clone(),
             Self::Postgres(s) => s.clone(),

@@ -165,7 +165,15 @@ async fn embedded_default_serves_and_keeps_its_key_across_restarts() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
     let server = Server::start(&[("MOMENTS_DATA_DIR", dir)]);
-    let pair = account_round_trip(&server.base, "alice").await;
+    let logged_out = account_round_trip(&server.base, "alice").await;
+    let (_, pair) = call(
+        &awc::Client::default(),
+        "POST",
+        &format!("{}/api/v1/auth/login", server.base),
+        None,
+        Some(json!({"login": "alice", "password": PASSWORD})),
+    )
+    .await;
     let (status, ready) = call(
         &awc::Client::default(),
         "GET",
@@ -183,7 +191,7 @@ async fn embedded_default_serves_and_keeps_its_key_across_restarts() {
     assert!(data.path().join("moments.db").exists());
     assert!(data.path().join("jwt-secret").exists());
 
-    // A restart keeps the accounts and the signing key: the old access token still verifies.
+    // A restart keeps the accounts and the signing key: the old access token still verifies…
     let server = Server::start(&[("MOMENTS_DATA_DIR", dir)]);
     let (status, me) = call(
         &awc::Client::default(),
@@ -194,6 +202,19 @@ async fn embedded_default_serves_and_keeps_its_key_across_restarts() {
     )
     .await;
     assert_eq!((status, me["username"].as_str()), (200, Some("alice")));
+    // …and the revocations: the logged-out session's access token stays refused.
+    let (status, problem) = call(
+        &awc::Client::default(),
+        "GET",
+        &format!("{}/api/v1/auth/me", server.base),
+        logged_out["access_token"].as_str(),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, problem["error_code"].as_str()),
+        (401, Some("invalid_token"))
+    );
     server.stop();
 }
 
@@ -336,4 +357,44 @@ fn create_user_rejects_a_weak_password_naming_it() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
+}
+
+#[test]
+fn import_users_is_all_or_nothing_from_the_command_line() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    let good =
+        json!({"username": "imported", "email": "imported@example.com", "password_hash": hash});
+    let bad = json!({"username": "x", "email": "x@example.com", "password_hash": hash});
+    let file = data.path().join("users.jsonl");
+
+    std::fs::write(&file, format!("{good}\n{bad}\n")).unwrap();
+    let out = moments(&[("MOMENTS_DATA_DIR", dir)])
+        .args(["admin", "import-users", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("users.jsonl:2: username must be at least 3 characters"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("nothing imported: 1 invalid line(s)"),
+        "{stderr}"
+    );
+
+    std::fs::write(&file, format!("{good}\n")).unwrap();
+    let out = moments(&[("MOMENTS_DATA_DIR", dir)])
+        .args(["admin", "import-users", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report, json!({"imported": 1}));
 }

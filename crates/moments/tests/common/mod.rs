@@ -76,6 +76,7 @@ pub struct TestApp {
     pub state: AppState,
     pub http: HttpConfig,
     pub clock: Arc<TestClock>,
+    pub store: Store,
     _guard: Box<dyn std::any::Any>,
 }
 
@@ -105,6 +106,7 @@ async fn app_over(vars: &[(&str, String)], guard: Box<dyn std::any::Any>) -> Tes
         state,
         http,
         clock,
+        store,
         _guard: Box::new((poller, guard)),
     }
 }

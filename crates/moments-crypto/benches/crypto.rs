@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use moments_crypto::{Argon2Config, Argon2Hasher, JwtConfig, JwtTokens};
+use moments_crypto::{Argon2Config, Argon2Hasher, JwtConfig, JwtTokens, KeyMaterial};
 use moments_domain::authz::{Permission, RoleName};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{
@@ -66,7 +66,7 @@ fn password_hashing(c: &mut Criterion) {
 fn token_verification(c: &mut Criterion) {
     let tokens = JwtTokens::new(
         JwtConfig {
-            secret: SecretSlice::from(vec![7u8; 32]),
+            keys: KeyMaterial::Hmac(SecretSlice::from(vec![7u8; 32])),
             issuer: "http://127.0.0.1:8080".into(),
             audience: "moments".into(),
             ttl: TimeDelta::minutes(15),

@@ -1,9 +1,11 @@
-//! HS256 access tokens.
+//! Access tokens: HS256 with a shared secret by default, EdDSA or RS256 with key files, with a
+//! published JWK Set and `kid` rotation.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use moments_domain::InfraError;
 use moments_domain::authz::{Permission, RoleName};
@@ -23,11 +25,53 @@ pub const MAX_LEEWAY_SECONDS: i64 = 30;
 /// Shortest accepted HS256 secret, in bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Longest accepted access token, in bytes: anything longer is refused before parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The keys that sign and verify access tokens.
+#[derive(Clone)]
+pub enum KeyMaterial {
+    /// HS256 with a shared secret of at least 32 bytes.
+    Hmac(SecretSlice<u8>),
+    /// EdDSA (Ed25519) or RS256, following the private key (PEM) that signs. Its public key and
+    /// the `verify_keys` (PEM public keys of keys being rotated out) verify; all are published
+    /// in the JWK Set with their RFC 7638 thumbprint as `kid`.
+    Pem {
+        /// PEM private key (PKCS#8 or PKCS#1).
+        signing_key: SecretSlice<u8>,
+        /// PEM public keys still accepted.
+        verify_keys: Vec<Vec<u8>>,
+    },
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Hmac(_) => f.write_str("Hmac([redacted])"),
+            Self::Pem { verify_keys, .. } => f
+                .debug_struct("Pem")
+                .field("signing_key", &"[redacted]")
+                .field("verify_keys", &verify_keys.len())
+                .finish(),
+        }
+    }
+}
+
+impl KeyMaterial {
+    /// The secret material (the HMAC secret, or the private key) other keys can be derived from.
+    pub fn secret_material(&self) -> &[u8] {
+        match self {
+            Self::Hmac(secret) => secret.expose_secret(),
+            Self::Pem { signing_key, .. } => signing_key.expose_secret(),
+        }
+    }
+}
+
 /// Access-token settings.
 #[derive(Clone)]
 pub struct JwtConfig {
-    /// The HS256 secret (at least 32 bytes).
-    pub secret: SecretSlice<u8>,
+    /// Signing and verification keys.
+    pub keys: KeyMaterial,
     /// `iss`: this service's public URL.
     pub issuer: String,
     /// `aud`: who the tokens are for.
@@ -41,7 +85,7 @@ pub struct JwtConfig {
 impl std::fmt::Debug for JwtConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtConfig")
-            .field("secret", &"[redacted]")
+            .field("keys", &"[redacted]")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("ttl", &self.ttl)
@@ -62,6 +106,16 @@ pub enum JwtConfigError {
     /// Non-positive lifetime.
     #[error("the access token lifetime must be positive")]
     Ttl,
+    /// A key file could not be used.
+    #[error("{0}")]
+    Key(String),
+}
+
+/// A key that verifies, with the only algorithm it accepts and the validation for it.
+#[derive(Clone)]
+struct VerifyKey {
+    key: DecodingKey,
+    validation: Validation,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,8 +137,13 @@ struct Claims {
 #[derive(Clone)]
 pub struct JwtTokens {
     encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    algorithm: Algorithm,
+    /// The signing key's `kid` (asymmetric keys only).
+    kid: Option<String>,
+    /// Verification keys by `kid`; the HMAC key has none.
+    verifiers: HashMap<Option<String>, VerifyKey>,
+    /// The JWK Set document (public keys only; empty with HS256).
+    jwks: String,
     ttl: TimeDelta,
     leeway: TimeDelta,
     clock: Arc<dyn Clock>,
@@ -110,10 +169,6 @@ impl JwtTokens {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
     ) -> Result<Self, JwtConfigError> {
-        let secret = config.secret.expose_secret();
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(JwtConfigError::WeakSecret);
-        }
         if config.leeway < TimeDelta::zero()
             || config.leeway > TimeDelta::seconds(MAX_LEEWAY_SECONDS)
         {
@@ -122,19 +177,69 @@ impl JwtTokens {
         if config.ttl <= TimeDelta::zero() {
             return Err(JwtConfigError::Ttl);
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.algorithms = vec![Algorithm::HS256];
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        // Time claims are checked below against the injected clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.leeway = 0;
+        let validation_for = |algorithm: Algorithm| {
+            let mut validation = Validation::new(algorithm);
+            validation.algorithms = vec![algorithm];
+            validation.set_issuer(&[&config.issuer]);
+            validation.set_audience(&[&config.audience]);
+            validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+            // Time claims are checked against the injected clock (check_times).
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            validation.leeway = 0;
+            validation
+        };
+        let mut verifiers = HashMap::new();
+        let mut published = Vec::new();
+        let (encoding, algorithm, kid) = match &config.keys {
+            KeyMaterial::Hmac(secret) => {
+                let secret = secret.expose_secret();
+                if secret.len() < MIN_SECRET_BYTES {
+                    return Err(JwtConfigError::WeakSecret);
+                }
+                let verify = VerifyKey {
+                    key: DecodingKey::from_secret(secret),
+                    validation: validation_for(Algorithm::HS256),
+                };
+                verifiers.insert(None, verify);
+                (EncodingKey::from_secret(secret), Algorithm::HS256, None)
+            }
+            KeyMaterial::Pem {
+                signing_key,
+                verify_keys,
+            } => {
+                let (encoding, algorithm) = private_key(signing_key.expose_secret())?;
+                let jwk = Jwk::from_encoding_key(&encoding, algorithm).map_err(key_error)?;
+                let kid = publish(
+                    &mut verifiers,
+                    &mut published,
+                    jwk,
+                    algorithm,
+                    &validation_for,
+                )?;
+                for pem in verify_keys {
+                    let (decoding, algorithm) = public_key(pem)?;
+                    let jwk =
+                        Jwk::from_decoding_key(&decoding, Some(algorithm)).map_err(key_error)?;
+                    publish(
+                        &mut verifiers,
+                        &mut published,
+                        jwk,
+                        algorithm,
+                        &validation_for,
+                    )?;
+                }
+                (encoding, algorithm, Some(kid))
+            }
+        };
+        let jwks = serde_json::to_string(&JwkSet { keys: published })
+            .map_err(|e| JwtConfigError::Key(e.to_string()))?;
         Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            encoding,
+            algorithm,
+            kid,
+            verifiers,
+            jwks,
             ttl: config.ttl,
             leeway: config.leeway,
             clock,
@@ -157,6 +262,66 @@ impl JwtTokens {
     }
 }
 
+fn key_error(e: jsonwebtoken::errors::Error) -> JwtConfigError {
+    JwtConfigError::Key(format!("unusable key: {e}"))
+}
+
+/// A PEM private key: Ed25519 signs with EdDSA, RSA with RS256.
+fn private_key(pem: &[u8]) -> Result<(EncodingKey, Algorithm), JwtConfigError> {
+    if let Ok(key) = EncodingKey::from_ed_pem(pem) {
+        return Ok((key, Algorithm::EdDSA));
+    }
+    if let Ok(key) = EncodingKey::from_rsa_pem(pem) {
+        return Ok((key, Algorithm::RS256));
+    }
+    Err(JwtConfigError::Key(
+        "the signing key is not an Ed25519 or RSA private key in PEM".into(),
+    ))
+}
+
+/// A PEM public key: Ed25519 verifies EdDSA, RSA verifies RS256.
+fn public_key(pem: &[u8]) -> Result<(DecodingKey, Algorithm), JwtConfigError> {
+    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+        return Ok((key, Algorithm::EdDSA));
+    }
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+        return Ok((key, Algorithm::RS256));
+    }
+    Err(JwtConfigError::Key(
+        "a verification key is not an Ed25519 or RSA public key in PEM".into(),
+    ))
+}
+
+/// Adds a public key to the verifiers and the JWK Set under its thumbprint; returns the `kid`.
+fn publish(
+    verifiers: &mut HashMap<Option<String>, VerifyKey>,
+    published: &mut Vec<Jwk>,
+    mut jwk: Jwk,
+    algorithm: Algorithm,
+    validation_for: &dyn Fn(Algorithm) -> Validation,
+) -> Result<String, JwtConfigError> {
+    let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(key_error)?;
+    if verifiers.contains_key(&Some(kid.clone())) {
+        return Ok(kid);
+    }
+    jwk.common.key_id = Some(kid.clone());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(match algorithm {
+        Algorithm::EdDSA => KeyAlgorithm::EdDSA,
+        _ => KeyAlgorithm::RS256,
+    });
+    let key = DecodingKey::from_jwk(&jwk).map_err(key_error)?;
+    verifiers.insert(
+        Some(kid.clone()),
+        VerifyKey {
+            key,
+            validation: validation_for(algorithm),
+        },
+    );
+    published.push(jwk);
+    Ok(kid)
+}
+
 impl TokenIssuer for JwtTokens {
     fn issue(&self, grant: &AccessGrant) -> Result<AccessToken, InfraError> {
         let now = self.clock.now();
@@ -177,8 +342,9 @@ impl TokenIssuer for JwtTokens {
                 .map(|p| p.as_str().to_owned())
                 .collect(),
         };
-        let mut header = Header::new(Algorithm::HS256);
+        let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        header.kid.clone_from(&self.kid);
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| InfraError::internal(format!("signing an access token failed: {e}")))?;
         Ok(AccessToken {
@@ -193,12 +359,22 @@ impl TokenIssuer for JwtTokens {
 }
 
 impl TokenVerifier for JwtTokens {
+    fn jwks_json(&self) -> String {
+        self.jwks.clone()
+    }
+
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| TokenError::Invalid)?;
-        if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
+        // The header picks the key (`kid`), and the key fixes the one algorithm it accepts.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(TokenError::Invalid);
+        }
+        let verifier = self.verifiers.get(&header.kid).ok_or(TokenError::Invalid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &verifier.validation)
+            .map_err(|_| TokenError::Invalid)?;
         let claims = data.claims;
         self.check_times(&claims, self.clock.now())?;
         let roles = claims
@@ -253,8 +429,12 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     fn config(secret: &[u8]) -> JwtConfig {
+        with_keys(KeyMaterial::Hmac(SecretSlice::from(secret.to_vec())))
+    }
+
+    fn with_keys(keys: KeyMaterial) -> JwtConfig {
         JwtConfig {
-            secret: SecretSlice::from(secret.to_vec()),
+            keys,
             issuer: "https://moments.test".into(),
             audience: "moments".into(),
             ttl: TimeDelta::minutes(15),
@@ -399,6 +579,149 @@ mod tests {
         );
         for garbage in ["", "abc", "a.b.c", "....."] {
             assert_eq!(tokens.verify(garbage), Err(TokenError::Invalid));
+        }
+    }
+
+    const ED_A: &[u8] = include_bytes!("../testdata/ed25519-a.pem");
+    const ED_A_PUB: &[u8] = include_bytes!("../testdata/ed25519-a.pub.pem");
+    const ED_B: &[u8] = include_bytes!("../testdata/ed25519-b.pem");
+    const RSA_A: &[u8] = include_bytes!("../testdata/rsa-a.pem");
+    const RSA_A_PUB: &[u8] = include_bytes!("../testdata/rsa-a.pub.pem");
+
+    fn pem(signing: &[u8], verify: &[&[u8]]) -> KeyMaterial {
+        KeyMaterial::Pem {
+            signing_key: SecretSlice::from(signing.to_vec()),
+            verify_keys: verify.iter().map(|k| k.to_vec()).collect(),
+        }
+    }
+
+    fn header_of(token: &str) -> serde_json::Value {
+        let header = token.split('.').next().unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn eddsa_and_rs256_follow_the_key_and_publish_it() {
+        for (key, alg, kty) in [(ED_A, "EdDSA", "OKP"), (RSA_A, "RS256", "RSA")] {
+            let (tokens, _) = tokens_with(with_keys(pem(key, &[])));
+            let token = tokens.issue(&grant()).unwrap();
+            let header = header_of(token.token.expose());
+            assert_eq!(header["alg"], alg);
+            assert_eq!(header["typ"], ACCESS_TOKEN_TYPE);
+            assert!(tokens.verify(token.token.expose()).is_ok(), "{alg}");
+            let jwks: serde_json::Value = serde_json::from_str(&tokens.jwks_json()).unwrap();
+            let keys = jwks["keys"].as_array().unwrap();
+            assert_eq!(keys.len(), 1);
+            assert_eq!(keys[0]["kid"], header["kid"]);
+            assert_eq!(
+                (keys[0]["kty"].as_str(), keys[0]["alg"].as_str()),
+                (Some(kty), Some(alg))
+            );
+            assert_eq!(keys[0]["use"], "sig");
+            assert!(keys[0].get("d").is_none(), "no private part is published");
+            // The published key alone verifies the token.
+            let jwk: Jwk = serde_json::from_value(keys[0].clone()).unwrap();
+            let mut validation = Validation::new(
+                header_of(token.token.expose())["alg"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            );
+            validation.set_audience(&["moments"]);
+            assert!(
+                jsonwebtoken::decode::<serde_json::Value>(
+                    token.token.expose(),
+                    &DecodingKey::from_jwk(&jwk).unwrap(),
+                    &validation
+                )
+                .is_ok()
+            );
+        }
+        let (hmac, _) = tokens_with(config(SECRET));
+        assert_eq!(hmac.jwks_json(), r#"{"keys":[]}"#);
+    }
+
+    #[test]
+    fn rotation_keeps_old_tokens_valid_and_signs_with_the_new_key() {
+        let (old, _) = tokens_with(with_keys(pem(ED_A, &[])));
+        let before = old.issue(&grant()).unwrap();
+        let (rotated, _) = tokens_with(with_keys(pem(ED_B, &[ED_A_PUB, RSA_A_PUB])));
+        let after = rotated.issue(&grant()).unwrap();
+        assert!(
+            rotated.verify(before.token.expose()).is_ok(),
+            "old key still verifies"
+        );
+        assert!(rotated.verify(after.token.expose()).is_ok());
+        assert_ne!(
+            header_of(before.token.expose())["kid"],
+            header_of(after.token.expose())["kid"]
+        );
+        let jwks: serde_json::Value = serde_json::from_str(&rotated.jwks_json()).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
+        // Once the old key is dropped from the list, its tokens stop verifying.
+        let (dropped, _) = tokens_with(with_keys(pem(ED_B, &[])));
+        assert_eq!(
+            dropped.verify(before.token.expose()),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn algorithm_confusion_unknown_kids_and_oversize_are_invalid() {
+        let (tokens, clock) = tokens_with(with_keys(pem(RSA_A, &[])));
+        let now = clock.now().timestamp();
+        let kid = header_of(tokens.issue(&grant()).unwrap().token.expose())["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // HS256 "signed" with the RSA public key as the secret, under the real kid.
+        let mut confused = at_header();
+        confused.kid = Some(kid.clone());
+        assert_eq!(
+            tokens.verify(&sign_raw(&confused, &valid_claims(now), RSA_A_PUB)),
+            Err(TokenError::Invalid)
+        );
+        for bad_kid in [
+            None,
+            Some("unknown".to_owned()),
+            Some("../../../etc/passwd".to_owned()),
+        ] {
+            let mut header = at_header();
+            header.kid = bad_kid.clone();
+            assert_eq!(
+                tokens.verify(&sign_raw(&header, &valid_claims(now), SECRET)),
+                Err(TokenError::Invalid),
+                "{bad_kid:?}"
+            );
+        }
+        let huge = format!(
+            "{}.{}.x",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"at+jwt"}"#),
+            "A".repeat(MAX_TOKEN_BYTES)
+        );
+        assert_eq!(tokens.verify(&huge), Err(TokenError::Invalid));
+        // With HS256, a token naming any kid is not one of ours.
+        let (hmac, _) = tokens_with(config(SECRET));
+        let mut with_kid = at_header();
+        with_kid.kid = Some(kid);
+        assert_eq!(
+            hmac.verify(&sign_raw(&with_kid, &valid_claims(now), SECRET)),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn unusable_key_files_are_refused() {
+        let clock: Arc<dyn Clock> = Arc::new(moments_domain::ports::SystemClock);
+        let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Generator);
+        for keys in [
+            pem(b"not a key", &[]),
+            pem(ED_A_PUB, &[]),
+            pem(ED_A, &[b"garbage"]),
+        ] {
+            let result = JwtTokens::new(with_keys(keys), clock.clone(), ids.clone());
+            assert!(matches!(result, Err(JwtConfigError::Key(_))));
         }
     }
 

@@ -4,6 +4,6 @@ mod jwt;
 mod password;
 mod secrets;
 
-pub use jwt::{JwtConfig, JwtConfigError, JwtTokens};
+pub use jwt::{JwtConfig, JwtConfigError, JwtTokens, KeyMaterial};
 pub use password::{Argon2Config, Argon2ConfigError, Argon2Hasher};
 pub use secrets::RandomSecrets;

@@ -512,6 +512,11 @@ impl AccountService {
         Ok(())
     }
 
+    /// The public keys that verify access tokens, as a JWK Set document (JSON).
+    pub fn jwks_json(&self) -> String {
+        self.ports.verifier.jwks_json()
+    }
+
     /// The caller's live sessions, most recently used first.
     pub async fn sessions(&self, actor: &Actor) -> Result<Vec<SessionView>, InfraError> {
         let now = self.ports.clock.now();

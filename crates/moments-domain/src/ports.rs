@@ -171,6 +171,9 @@ pub trait TokenIssuer: Send + Sync {
 pub trait TokenVerifier: Send + Sync {
     /// Verifies a compact token and returns its claims.
     fn verify(&self, token: &str) -> Result<AccessClaims, TokenError>;
+    /// The public verification keys as a JWK Set document (RFC 7517), in JSON; `{"keys":[]}`
+    /// when tokens are signed with a shared secret.
+    fn jwks_json(&self) -> String;
 }
 
 /// Generates opaque secrets and the digests they are stored under.

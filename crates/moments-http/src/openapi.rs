@@ -25,7 +25,7 @@ use crate::routes::{auth, ops};
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me,
         auth::change_password, auth::list_sessions, auth::revoke_session,
-        ops::health, ops::ready, ops::describe_problem,
+        ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),
     components(schemas(Problem, FieldError)),
     modifiers(&SecurityAndErrors),

@@ -51,6 +51,14 @@ pub enum JwtSecretSource {
     Configured(SecretSlice<u8>),
     /// Development only: generated once and kept in this file.
     Generated(PathBuf),
+    /// `MOMENTS_JWT_SIGNING_KEY_FILE` (PEM private key, read at start-up) and
+    /// `MOMENTS_JWT_VERIFY_KEY_FILES` (PEM public keys still accepted).
+    KeyFiles {
+        /// The signing key's PEM.
+        signing_key: SecretSlice<u8>,
+        /// The verification keys' PEMs.
+        verify_keys: Vec<Vec<u8>>,
+    },
 }
 
 impl std::fmt::Debug for JwtSecretSource {
@@ -58,6 +66,11 @@ impl std::fmt::Debug for JwtSecretSource {
         match self {
             Self::Configured(_) => f.write_str("Configured([redacted])"),
             Self::Generated(path) => f.debug_tuple("Generated").field(path).finish(),
+            Self::KeyFiles { verify_keys, .. } => f
+                .debug_struct("KeyFiles")
+                .field("signing_key", &"[redacted]")
+                .field("verify_keys", &verify_keys.len())
+                .finish(),
         }
     }
 }
@@ -230,26 +243,44 @@ impl Config {
                 "must be an absolute http:// or https:// URL",
             ));
         }
-        if get("MOMENTS_JWT_SIGNING_KEY_FILE").is_some()
-            || get("MOMENTS_JWT_VERIFY_KEY_FILES").is_some()
-        {
+        let read = |var: &'static str, path: &str| {
+            std::fs::read(path).map_err(|e| err(var, format!("cannot read {path}: {e}")))
+        };
+        let verify_keys = match get("MOMENTS_JWT_VERIFY_KEY_FILES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|path| read("MOMENTS_JWT_VERIFY_KEY_FILES", path))
+                .collect::<Result<_, _>>()?,
+        };
+        let signing_key = get("MOMENTS_JWT_SIGNING_KEY_FILE");
+        if signing_key.is_none() && !verify_keys.is_empty() {
             return Err(err(
-                "MOMENTS_JWT_SIGNING_KEY_FILE",
-                "asymmetric signing keys are not supported by this version yet; use MOMENTS_JWT_SECRET (HS256)",
+                "MOMENTS_JWT_VERIFY_KEY_FILES",
+                "needs MOMENTS_JWT_SIGNING_KEY_FILE: verification keys accompany a signing key",
             ));
         }
-        let jwt_secret = match (get("MOMENTS_JWT_SECRET"), environment) {
-            (Some(secret), _) => {
+        let jwt_secret = match (signing_key, get("MOMENTS_JWT_SECRET"), environment) {
+            (Some(path), _, _) => JwtSecretSource::KeyFiles {
+                signing_key: SecretSlice::from(read("MOMENTS_JWT_SIGNING_KEY_FILE", &path)?),
+                verify_keys,
+            },
+            (None, Some(secret), _) => {
                 check_secret("MOMENTS_JWT_SECRET", secret.as_bytes())?;
                 JwtSecretSource::Configured(SecretSlice::from(secret.into_bytes()))
             }
-            (None, Environment::Development) => {
+            (None, None, Environment::Development) => {
                 JwtSecretSource::Generated(data_dir.join("jwt-secret"))
             }
-            (None, Environment::Production) => {
+            (None, None, Environment::Production) => {
                 return Err(err(
                     "MOMENTS_JWT_SECRET",
-                    format!("is required in production: at least {MIN_SECRET_BYTES} random bytes"),
+                    format!(
+                        "is required in production (at least {MIN_SECRET_BYTES} random bytes), \
+                         unless MOMENTS_JWT_SIGNING_KEY_FILE is set"
+                    ),
                 ));
             }
         };
@@ -464,7 +495,8 @@ mod tests {
             ("MOMENTS_CORS_ORIGINS", "app.example.com"),
             ("MOMENTS_ARGON2_MEMORY_KIB", "1024"),
             ("MOMENTS_PUBLIC_URL", "example.com"),
-            ("MOMENTS_JWT_SIGNING_KEY_FILE", "/keys/ed25519.pem"),
+            ("MOMENTS_JWT_SIGNING_KEY_FILE", "/nonexistent/ed25519.pem"),
+            ("MOMENTS_JWT_VERIFY_KEY_FILES", "/nonexistent/old.pub.pem"),
         ] {
             let e = config(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}: {e}");

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::TimeDelta;
-use moments_crypto::{Argon2Hasher, JwtConfig, JwtTokens, RandomSecrets};
+use moments_crypto::{Argon2Hasher, JwtConfig, JwtTokens, KeyMaterial, RandomSecrets};
 use moments_domain::account::AccountPorts;
 use moments_domain::ports::{
     Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore, UuidV7Generator,
@@ -17,7 +17,7 @@ use moments_domain::{AccountService, SessionPolicy};
 use moments_http::{AppState, HttpConfig};
 use moments_postgres::{PgConfig, PgStore};
 use moments_sqlite::{SqliteConfig, SqliteStore};
-use secrecy::{ExposeSecret as _, SecretSlice};
+use secrecy::SecretSlice;
 
 use crate::config::{Config, DatabaseConfig, JwtSecretSource};
 
@@ -95,7 +95,8 @@ impl Store {
         }
     }
 
-    fn sessions(&self) -> Arc<dyn SessionStore> {
+    /// The store as the domain's session store.
+    pub fn sessions(&self) -> Arc<dyn SessionStore> {
         match self {
             Self::Sqlite(s) => s.clone(),
             Self::Postgres(s) => s.clone(),
@@ -159,16 +160,23 @@ pub fn build_state_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(AppState, HttpConfig)> {
     let ids: Arc<dyn IdGenerator> = Arc::new(UuidV7Generator);
-    let secret = match &config.jwt_secret {
-        JwtSecretSource::Configured(secret) => secret.clone(),
-        JwtSecretSource::Generated(path) => load_or_create_secret(path)?,
+    let keys = match &config.jwt_secret {
+        JwtSecretSource::Configured(secret) => KeyMaterial::Hmac(secret.clone()),
+        JwtSecretSource::Generated(path) => KeyMaterial::Hmac(load_or_create_secret(path)?),
+        JwtSecretSource::KeyFiles {
+            signing_key,
+            verify_keys,
+        } => KeyMaterial::Pem {
+            signing_key: signing_key.clone(),
+            verify_keys: verify_keys.clone(),
+        },
     };
     // Refresh-token successors are keyed with material every instance shares.
     let successor_key =
-        RandomSecrets::derive_key(secret.expose_secret(), "moments/refresh-token-successor/v1");
+        RandomSecrets::derive_key(keys.secret_material(), "moments/refresh-token-successor/v1");
     let tokens = Arc::new(JwtTokens::new(
         JwtConfig {
-            secret,
+            keys,
             issuer: config.public_url.clone(),
             audience: config.jwt_audience.clone(),
             ttl: config.access_token_ttl,

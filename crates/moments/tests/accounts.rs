@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix_web::test;
 use chrono::{TimeDelta, Utc};
 use common::*;
-use moments_crypto::{JwtConfig, JwtTokens};
+use moments_crypto::{JwtConfig, JwtTokens, KeyMaterial};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{Clock, TokenIssuer, UuidV7Generator};
 use moments_domain::session::AccessGrant;
@@ -303,7 +303,7 @@ impl Clock for HourAgo {
 fn foreign_token(secret: &str, clock: Arc<dyn Clock>, user: uuid::Uuid) -> String {
     let tokens = JwtTokens::new(
         JwtConfig {
-            secret: SecretSlice::from(secret.as_bytes().to_vec()),
+            keys: KeyMaterial::Hmac(SecretSlice::from(secret.as_bytes().to_vec())),
             issuer: "http://127.0.0.1:8080".into(),
             audience: "moments".into(),
             ttl: TimeDelta::minutes(15),

@@ -113,9 +113,26 @@ pub async fn describe_problem(code: web::Path<String>) -> Result<HttpResponse, A
     }))
 }
 
+/// The public keys that verify access tokens (RFC 7517 JWK Set); `keys` is empty when tokens
+/// are signed with a shared secret (HS256).
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", operation_id = "get_jwks",
+    responses((status = 200, description = "The JWK Set", content_type = "application/json",
+        body = Object, example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "…", "kid": "…", "use": "sig", "alg": "EdDSA"}]}))),
+    security(()))]
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((
+            actix_web::http::header::CACHE_CONTROL,
+            "public, max-age=300",
+        ))
+        .body(state.accounts.jwks_json())
+}
+
 /// Registers the operations routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/health").route(web::get().to(health)))
         .service(endpoint("/ready").route(web::get().to(ready)))
-        .service(endpoint("/problems/{code}").route(web::get().to(describe_problem)));
+        .service(endpoint("/problems/{code}").route(web::get().to(describe_problem)))
+        .service(endpoint("/.well-known/jwks.json").route(web::get().to(jwks)));
 }

@@ -280,6 +280,10 @@ async fn logout_revokes_the_session(t: TestApp) {
     assert!(reply.raw.is_empty());
     let reply = refresh(&app, &pair["refresh_token"]).await;
     reply.problem(401, "invalid_refresh_token");
+    // The session's access token is refused too.
+    get(&app, "/api/v1/auth/me", pair["access_token"].as_str())
+        .await
+        .problem(401, "invalid_token");
     // Logging out again, or with an unknown token, is not an error (RFC 7009).
     for token in [pair["refresh_token"].as_str().unwrap(), "unknown-token"] {
         let reply = logout(&app, &json!(token)).await;

@@ -17,6 +17,7 @@ use common::*;
 use serde_json::{Value, json};
 
 on_both_stores!(
+    last_use_is_recorded_at_most_once_a_minute,
     sessions_are_listed_and_revoked_one_by_one,
     logout_all_ends_every_session,
     password_change_keeps_only_the_current_session,
@@ -24,6 +25,30 @@ on_both_stores!(
 
 fn token(pair: &Value) -> &str {
     pair["access_token"].as_str().unwrap()
+}
+
+async fn last_use_is_recorded_at_most_once_a_minute(t: TestApp) {
+    let clock = t.clock.clone();
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    register(&app, "lucy").await;
+    let pair = login(&app, "lucy").await;
+    let last_used = |reply: &Reply| {
+        chrono::DateTime::parse_from_rfc3339(
+            reply.body["items"][0]["last_used_at"].as_str().unwrap(),
+        )
+        .unwrap()
+    };
+    let first = last_used(&get(&app, "/api/v1/auth/sessions", Some(token(&pair))).await);
+    clock.advance(chrono::TimeDelta::seconds(30));
+    let within = last_used(&get(&app, "/api/v1/auth/sessions", Some(token(&pair))).await);
+    assert_eq!(first, within, "a request 30 s later writes nothing");
+    clock.advance(chrono::TimeDelta::seconds(31));
+    get(&app, "/api/v1/auth/me", Some(token(&pair))).await;
+    let after = last_used(&get(&app, "/api/v1/auth/sessions", Some(token(&pair))).await);
+    assert!(
+        after - first >= chrono::TimeDelta::seconds(61),
+        "a minute later the use is recorded: {first} → {after}"
+    );
 }
 
 async fn sessions_are_listed_and_revoked_one_by_one(t: TestApp) {

@@ -91,9 +91,10 @@ async fn sessions_are_listed_and_revoked_one_by_one(t: TestApp) {
     ] {
         let reply = send(
             &app,
-            test::TestRequest::delete()
-                .uri(&format!("/api/v1/auth/sessions/{id}"))
-                .insert_header(("authorization", format!("Bearer {}", token(&phone)))),
+            with_token(
+                test::TestRequest::delete().uri(&format!("/api/v1/auth/sessions/{id}")),
+                token(&phone),
+            ),
         )
         .await;
         reply.problem(404, "not_found");
@@ -107,9 +108,10 @@ async fn sessions_are_listed_and_revoked_one_by_one(t: TestApp) {
 
     let reply = send(
         &app,
-        test::TestRequest::delete()
-            .uri(&format!("/api/v1/auth/sessions/{laptop_id}"))
-            .insert_header(("authorization", format!("Bearer {}", token(&phone)))),
+        with_token(
+            test::TestRequest::delete().uri(&format!("/api/v1/auth/sessions/{laptop_id}")),
+            token(&phone),
+        ),
     )
     .await;
     assert_eq!(reply.status, 204);
@@ -140,9 +142,10 @@ async fn logout_all_ends_every_session(t: TestApp) {
     let b = login(&app, "olga").await;
     let reply = send(
         &app,
-        test::TestRequest::post()
-            .uri("/api/v1/auth/logout-all")
-            .insert_header(("authorization", format!("Bearer {}", token(&a)))),
+        with_token(
+            test::TestRequest::post().uri("/api/v1/auth/logout-all"),
+            token(&a),
+        ),
     )
     .await;
     assert_eq!(reply.status, 204);
@@ -173,10 +176,11 @@ async fn password_change_keeps_only_the_current_session(t: TestApp) {
     let here = login(&app, "pia").await;
     let elsewhere = login(&app, "pia").await;
     let change = |body: Value| {
-        test::TestRequest::post()
-            .uri("/api/v1/auth/password")
-            .insert_header(("authorization", format!("Bearer {}", token(&here))))
-            .set_json(body)
+        with_token(
+            test::TestRequest::post().uri("/api/v1/auth/password"),
+            token(&here),
+        )
+        .set_json(body)
     };
     let new_password = "a different long passphrase";
     let reply = send(
@@ -310,9 +314,10 @@ async fn revocations_reach_another_instance(postgres: bool) {
         .to_owned();
     let reply = send(
         &a,
-        test::TestRequest::delete()
-            .uri(&format!("/api/v1/auth/sessions/{s1_id}"))
-            .insert_header(("authorization", format!("Bearer {}", token(&s2)))),
+        with_token(
+            test::TestRequest::delete().uri(&format!("/api/v1/auth/sessions/{s1_id}")),
+            token(&s2),
+        ),
     )
     .await;
     assert_eq!(reply.status, 204);
@@ -320,19 +325,11 @@ async fn revocations_reach_another_instance(postgres: bool) {
     eprintln!("session revoke reached the other instance in {took:?}");
 
     // Change the password on B: A refuses the other session.
-    let reply = send(
-        &b,
-        test::TestRequest::post()
-            .uri("/api/v1/auth/password")
-            .insert_header((
-                "authorization",
-                format!("Bearer {}", token(&login(&b, "quinn").await)),
-            ))
-            .set_json(
-                json!({"current_password": PASSWORD, "new_password": "another long passphrase"}),
-            ),
-    )
-    .await;
+    let fresh = login(&b, "quinn").await;
+    let change = test::TestRequest::post()
+        .uri("/api/v1/auth/password")
+        .set_json(json!({"current_password": PASSWORD, "new_password": "another long passphrase"}));
+    let reply = send(&b, with_token(change, token(&fresh))).await;
     assert_eq!(reply.status, 204);
     let took = refused_within(&a, token(&s2)).await;
     eprintln!("password change reached the other instance in {took:?}");
@@ -351,9 +348,10 @@ async fn revocations_reach_another_instance(postgres: bool) {
     );
     let reply = send(
         &a,
-        test::TestRequest::post()
-            .uri("/api/v1/auth/logout-all")
-            .insert_header(("authorization", format!("Bearer {}", token(&s3)))),
+        with_token(
+            test::TestRequest::post().uri("/api/v1/auth/logout-all"),
+            token(&s3),
+        ),
     )
     .await;
     assert_eq!(reply.status, 204);

@@ -249,17 +249,26 @@ where
     send(app, test::TestRequest::post().uri(path).set_json(body)).await
 }
 
+/// The request, sent with a bearer token.
+pub fn with_token(req: test::TestRequest, token: &str) -> test::TestRequest {
+    req.insert_header(("authorization", format!("Bearer {token}")))
+}
+
 /// GETs with an optional bearer token.
 pub async fn get<S, B>(app: &S, path: &str, token: Option<&str>) -> Reply
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let mut req = test::TestRequest::get().uri(path);
-    if let Some(token) = token {
-        req = req.insert_header(("authorization", format!("Bearer {token}")));
-    }
-    send(app, req).await
+    let req = test::TestRequest::get().uri(path);
+    send(
+        app,
+        match token {
+            Some(token) => with_token(req, token),
+            None => req,
+        },
+    )
+    .await
 }
 
 /// Registers an account and returns its JSON.

@@ -738,4 +738,31 @@ mod tests {
             Err(JwtConfigError::Leeway)
         ));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn any_altered_character_invalidates_a_token(position in any::<prop::sample::Index>(), replacement in "[A-Za-z0-9_.-]") {
+                let (tokens, _) = tokens_with(config(SECRET));
+                let token = tokens.issue(&grant()).unwrap().token.expose().to_owned();
+                let at = position.index(token.len());
+                let mut altered = token.clone();
+                altered.replace_range(at..=at, &replacement);
+                prop_assume!(altered != token);
+                prop_assert!(tokens.verify(&altered).is_err());
+            }
+
+            #[test]
+            fn arbitrary_strings_are_refused_without_panicking(raw in "\\PC{0,400}") {
+                let (tokens, _) = tokens_with(config(SECRET));
+                prop_assert!(tokens.verify(&raw).is_err());
+            }
+        }
+    }
 }

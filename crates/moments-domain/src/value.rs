@@ -324,4 +324,55 @@ mod tests {
         let hash = PasswordHash::new("$argon2id$v=19$secretish");
         assert!(!format!("{hash:?}").contains("argon2"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        proptest! {
+            #[test]
+            fn usernames_parse_to_their_canonical_form(raw in "\\PC{0,40}") {
+                if let Ok(name) = Username::parse(&raw) {
+                    let len = name.as_str().chars().count();
+                    prop_assert!((Username::MIN_LEN..=Username::MAX_LEN).contains(&len));
+                    prop_assert!(name.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+                    prop_assert_eq!(Username::parse(name.as_str()).unwrap(), name);
+                }
+            }
+
+            #[test]
+            fn valid_usernames_are_accepted_in_any_case(raw in "[a-zA-Z0-9_]{3,32}") {
+                let name = Username::parse(&raw).unwrap();
+                prop_assert_eq!(name.as_str(), raw.to_lowercase());
+            }
+
+            #[test]
+            fn emails_round_trip_and_key_case_insensitively(
+                local in "[a-zA-Z0-9._%+-]{1,20}",
+                domain in "[a-zA-Z0-9]{1,10}(\\.[a-zA-Z0-9]{1,10}){1,3}",
+            ) {
+                let raw = format!("{local}@{domain}");
+                if let Ok(email) = Email::parse(&raw) {
+                    prop_assert_eq!(email.as_str(), raw.as_str());
+                    prop_assert_eq!(email.key(), raw.to_lowercase());
+                    let shouted = Email::parse(&raw.to_uppercase()).unwrap();
+                    prop_assert_eq!(shouted.key(), email.key());
+                }
+            }
+
+            #[test]
+            fn email_parsing_never_panics(raw in "\\PC{0,300}") {
+                let _ = Email::parse(&raw);
+            }
+
+            #[test]
+            fn accepted_passwords_respect_the_length_policy(raw in "\\PC{0,140}") {
+                if let Ok(password) = Password::parse(&raw) {
+                    let len = password.expose().chars().count();
+                    prop_assert!((Password::MIN_LEN..=Password::MAX_LEN).contains(&len));
+                }
+            }
+        }
+    }
 }

@@ -288,4 +288,19 @@ mod tests {
             ("body", "invalid_type")
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #[test]
+            fn any_body_is_parsed_or_refused_with_a_4xx(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+                if let Err(e) = parse_json::<Body>(&bytes) {
+                    prop_assert!(e.problem.status.is_client_error(), "{}", e.problem.code);
+                }
+            }
+        }
+    }
 }

@@ -165,6 +165,13 @@ pub struct Actor {
     pub permissions: Vec<Permission>,
 }
 
+impl Actor {
+    /// Whether the caller holds the permission (`resource:action`).
+    pub fn has_permission(&self, name: &str) -> bool {
+        self.permissions.iter().any(|p| p.as_str() == name)
+    }
+}
+
 /// The ports [`AccountService`] drives.
 #[derive(Clone)]
 pub struct AccountPorts {
@@ -510,6 +517,16 @@ impl AccountService {
             self.revoke_one(record.session.id, now).await?;
         }
         Ok(())
+    }
+
+    /// Every role with its permissions, sorted by name.
+    pub async fn roles(&self) -> Result<Vec<crate::authz::Role>, InfraError> {
+        self.ports.users.list_roles().await
+    }
+
+    /// A role by name.
+    pub async fn role(&self, name: &RoleName) -> Result<Option<crate::authz::Role>, InfraError> {
+        self.ports.users.find_role(name).await
     }
 
     /// The public keys that verify access tokens, as a JWK Set document (JSON).

@@ -68,6 +68,8 @@ pub trait UserStore: Send + Sync {
     ) -> Result<(), InfraError>;
     /// The roles the account holds, with their permissions, sorted by name.
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
+    /// Every role with its permissions, sorted by name.
+    async fn list_roles(&self) -> Result<Vec<Role>, InfraError>;
     /// A role by name, with its permissions.
     async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError>;
 }

@@ -220,6 +220,56 @@ fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     Ok(Authenticated(state.accounts.authenticate(token)?))
 }
 
+/// A permission a route requires, as a type, so the requirement is declared in the handler's
+/// signature: `Permitted<RolesRead>`.
+pub trait RequiredPermission {
+    /// `resource:action`.
+    const NAME: &'static str;
+}
+
+macro_rules! required_permissions {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal;)+) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $ty;
+            impl RequiredPermission for $ty {
+                const NAME: &'static str = $name;
+            }
+        )+
+    };
+}
+
+required_permissions! {
+    /// `roles:read`.
+    RolesRead = "roles:read";
+}
+
+/// The authenticated caller, who holds the permission `P`; otherwise 401 (no or bad
+/// credentials) or 403 `forbidden`.
+#[derive(Debug)]
+pub struct Permitted<P>(pub Actor, std::marker::PhantomData<P>);
+
+impl<P: RequiredPermission + 'static> FromRequest for Permitted<P> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let authenticated = Authenticated::from_request(req, payload);
+        Box::pin(async move {
+            let Authenticated(actor) = authenticated.await?;
+            if actor.has_permission(P::NAME) {
+                Ok(Self(actor, std::marker::PhantomData))
+            } else {
+                Err(ApiError::new(
+                    &problem::FORBIDDEN,
+                    format!("this action needs the permission {}", P::NAME),
+                ))
+            }
+        })
+    }
+}
+
 /// Where the request came from. The peer address is used as is: forwarded headers are trusted
 /// only from configured proxies, which arrives with rate limiting.
 pub fn client_info(req: &HttpRequest) -> ClientInfo {

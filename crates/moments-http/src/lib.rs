@@ -79,6 +79,7 @@ fn cors(config: &HttpConfig) -> Cors {
 /// The API routes, mounted under `/api/v1` and, as the latest version, under `/api`.
 fn api(cfg: &mut web::ServiceConfig) {
     routes::auth::configure(cfg);
+    routes::roles::configure(cfg);
 }
 
 /// The whole application: routes, middleware, limits and error rendering.

@@ -7,7 +7,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{auth, ops};
+use crate::routes::{auth, ops, roles};
 
 /// The API description served at `/openapi.json` and printed by `moments openapi`.
 #[derive(Debug, OpenApi)]
@@ -25,12 +25,14 @@ use crate::routes::{auth, ops};
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me,
         auth::change_password, auth::list_sessions, auth::revoke_session,
+        roles::list_permissions, roles::list_roles, roles::get_role,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),
     components(schemas(Problem, FieldError)),
     modifiers(&SecurityAndErrors),
     tags(
         (name = "auth", description = "Registration, sign-in and sessions"),
+        (name = "roles", description = "Permissions and roles"),
         (name = "operations", description = "Health, readiness and problem types"),
     ),
 )]
@@ -38,7 +40,8 @@ pub struct ApiDoc;
 
 /// Adds the bearer security scheme and the error responses every route can give, so no route
 /// can forget one: 500 and 503 everywhere; 400, 413, 415 and 422 where there is a JSON body;
-/// 401 where a token is required; 404 and 405 are documented once in the description.
+/// 401 where a token is required; 403 where a permission is; 404 and 405 are documented once
+/// in the description.
 struct SecurityAndErrors;
 
 fn problem_response(description: &str) -> RefOr<Response> {
@@ -75,6 +78,18 @@ fn requires_token(operation: &Operation) -> bool {
     })
 }
 
+/// Whether a route names a permission (a scope of its security requirement).
+fn requires_permission(operation: &Operation) -> bool {
+    operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement).is_ok_and(|v| {
+            v.as_object().is_some_and(|o| {
+                o.values()
+                    .any(|scopes| scopes.as_array().is_some_and(|s| !s.is_empty()))
+            })
+        })
+    })
+}
+
 impl Modify for SecurityAndErrors {
     fn modify(&self, doc: &mut OpenApiDoc) {
         let components = doc.components.get_or_insert_with(Default::default);
@@ -93,6 +108,7 @@ impl Modify for SecurityAndErrors {
         for operation in operations(doc) {
             let has_body = operation.request_body.is_some();
             let secured = requires_token(operation);
+            let needs_permission = requires_permission(operation);
             let responses = &mut operation.responses.responses;
             let mut add = |status: &str, description: &str| {
                 responses
@@ -115,6 +131,12 @@ impl Modify for SecurityAndErrors {
                 add(
                     "401",
                     "`unauthenticated`, `invalid_token` or `token_expired`",
+                );
+            }
+            if needs_permission {
+                add(
+                    "403",
+                    "`forbidden`: the caller lacks the permission the route needs",
                 );
             }
             add("500", "`internal_error`: a bug; report the request id");

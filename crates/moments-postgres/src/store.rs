@@ -412,6 +412,19 @@ impl UserStore for PgStore {
         .await
     }
 
+    async fn list_roles(&self) -> Result<Vec<Role>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            let names: Vec<String> = roles::table
+                .select(roles::name)
+                .load(conn)
+                .await
+                .map_err(db_error)?;
+            load_roles(conn, &names).await.map_err(db_error)
+        })
+        .await
+    }
+
     async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError> {
         let names = [name.as_str().to_owned()];
         self.timed(async {

@@ -347,6 +347,17 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn list_roles(&self) -> Result<Vec<Role>, InfraError> {
+        self.run(|conn| {
+            let names: Vec<String> = roles::table
+                .select(roles::name)
+                .load(conn)
+                .map_err(db_error)?;
+            load_roles(conn, &names).map_err(db_error)
+        })
+        .await
+    }
+
     async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError> {
         let name = name.as_str().to_owned();
         self.run(move |conn| Ok(load_roles(conn, &[name]).map_err(db_error)?.pop()))

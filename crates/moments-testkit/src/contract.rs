@@ -278,6 +278,9 @@ pub async fn builtin_roles_match_the_domain(store: &StoreUnderTest) {
     }
     let missing = RoleName::parse("no-such-role").unwrap();
     assert!(store.users.find_role(&missing).await.unwrap().is_none());
+    let mut expected = builtin_roles();
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(store.users.list_roles().await.unwrap(), expected);
 }
 
 async fn some_user(store: &StoreUnderTest) -> UserId {

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod docs;
 pub mod ops;
+pub mod roles;
 
 use actix_web::{HttpResponse, Resource, web};
 

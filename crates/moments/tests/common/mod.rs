@@ -325,3 +325,21 @@ where
     )
     .await
 }
+
+/// Creates an account holding the `admin` role (as `moments admin create-user --admin` does).
+pub async fn create_admin(state: &AppState, username: &str) {
+    use moments_domain::account::Registration;
+    use moments_domain::authz::RoleName;
+    use moments_domain::value::{Email, Password, Username};
+    let registration = Registration {
+        username: Username::parse(username).expect("username"),
+        email: Email::parse(&format!("{username}@example.com")).expect("email"),
+        password: Password::parse(PASSWORD).expect("password"),
+    };
+    let admin = RoleName::parse("admin").expect("role");
+    state
+        .accounts
+        .register_with_roles(registration, &[admin])
+        .await
+        .expect("admin");
+}

@@ -33,6 +33,19 @@ pub enum CreateUserError {
     Infra(#[from] InfraError),
 }
 
+/// What a role assignment or removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    /// The user's roles changed.
+    Changed,
+    /// Nothing to do: already held, or not held.
+    Unchanged,
+    /// No such user.
+    UnknownUser,
+    /// No such role.
+    UnknownRole,
+}
+
 /// User accounts and their credentials and roles.
 ///
 /// Guarantees: usernames are unique, and e-mail addresses are unique by [`Email::key`], also
@@ -70,6 +83,27 @@ pub trait UserStore: Send + Sync {
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
     /// Every role with its permissions, sorted by name.
     async fn list_roles(&self) -> Result<Vec<Role>, InfraError>;
+    /// Gives the user the role (nothing changes if it is held already), recording the change
+    /// time for [`UserStore::authz_changed_since`], in one transaction.
+    async fn assign_role(
+        &self,
+        user: UserId,
+        role: &RoleName,
+        now: DateTime<Utc>,
+    ) -> Result<RoleChange, InfraError>;
+    /// Takes the role from the user (nothing changes if it is not held), recording the change.
+    async fn remove_role(
+        &self,
+        user: UserId,
+        role: &RoleName,
+        now: DateTime<Utc>,
+    ) -> Result<RoleChange, InfraError>;
+    /// Users whose roles or role permissions changed after `since`, with when; instances poll
+    /// this to stop honouring stale permissions in access tokens.
+    async fn authz_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, InfraError>;
     /// A role by name, with its permissions.
     async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError>;
 }

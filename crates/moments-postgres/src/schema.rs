@@ -67,6 +67,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        authz_changed_at -> Nullable<Timestamptz>,
     }
 }
 

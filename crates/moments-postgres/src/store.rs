@@ -15,7 +15,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrati
 use moments_domain::InfraError;
 use moments_domain::authz::{Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
-use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
+use moments_domain::ports::{CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore};
 use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
@@ -284,6 +284,45 @@ async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser) -> Result<Use
         .await?)
 }
 
+/// `Some(outcome)` when the user or the role does not exist; `None` to go ahead.
+async fn role_change_preflight(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    role: &str,
+) -> Result<Option<RoleChange>, DieselError> {
+    let user_exists: i64 = users::table
+        .filter(users::id.eq(user))
+        .count()
+        .get_result(conn)
+        .await?;
+    if user_exists == 0 {
+        return Ok(Some(RoleChange::UnknownUser));
+    }
+    let role_exists: i64 = roles::table
+        .filter(roles::name.eq(role))
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok((role_exists == 0).then_some(RoleChange::UnknownRole))
+}
+
+/// Stamps the user's authorization change when `rows` were affected.
+async fn record_change(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    rows: usize,
+    now: DateTime<Utc>,
+) -> Result<RoleChange, DieselError> {
+    if rows == 0 {
+        return Ok(RoleChange::Unchanged);
+    }
+    diesel::update(users::table.find(user))
+        .set(users::authz_changed_at.eq(now))
+        .execute(conn)
+        .await?;
+    Ok(RoleChange::Changed)
+}
+
 async fn load_roles(
     conn: &mut AsyncPgConnection,
     names: &[String],
@@ -421,6 +460,85 @@ impl UserStore for PgStore {
                 .await
                 .map_err(db_error)?;
             load_roles(conn, &names).await.map_err(db_error)
+        })
+        .await
+    }
+
+    async fn assign_role(
+        &self,
+        user: UserId,
+        role: &RoleName,
+        now: DateTime<Utc>,
+    ) -> Result<RoleChange, InfraError> {
+        let (user, role) = (user.as_uuid(), role.as_str());
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                if let Some(outcome) = role_change_preflight(conn, user, role).await? {
+                    return Ok(outcome);
+                }
+                let inserted = diesel::insert_into(user_roles::table)
+                    .values(NewUserRoleRow {
+                        user_id: user,
+                        role_name: role,
+                        granted_at: now,
+                    })
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                record_change(conn, user, inserted, now).await
+            })
+            .await
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn remove_role(
+        &self,
+        user: UserId,
+        role: &RoleName,
+        now: DateTime<Utc>,
+    ) -> Result<RoleChange, InfraError> {
+        let (user, role) = (user.as_uuid(), role.as_str());
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                if let Some(outcome) = role_change_preflight(conn, user, role).await? {
+                    return Ok(outcome);
+                }
+                let deleted = diesel::delete(
+                    user_roles::table
+                        .filter(user_roles::user_id.eq(user))
+                        .filter(user_roles::role_name.eq(role)),
+                )
+                .execute(conn)
+                .await?;
+                record_change(conn, user, deleted, now).await
+            })
+            .await
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn authz_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            users::table
+                .filter(users::authz_changed_at.gt(since))
+                .select((users::id, users::authz_changed_at))
+                .load::<(Uuid, Option<DateTime<Utc>>)>(conn)
+                .await
+                .map(|rows| {
+                    rows.into_iter()
+                        .filter_map(|(id, at)| Some((UserId::from_uuid(id), at?)))
+                        .collect()
+                })
+                .map_err(db_error)
         })
         .await
     }

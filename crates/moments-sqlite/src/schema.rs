@@ -67,6 +67,7 @@ diesel::table! {
         disabled -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        authz_changed_at -> Nullable<Timestamp>,
     }
 }
 

@@ -13,7 +13,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrati
 use moments_domain::InfraError;
 use moments_domain::authz::{Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
-use moments_domain::ports::{CreateUserError, HealthProbe, SessionStore, UserStore};
+use moments_domain::ports::{CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore};
 use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
@@ -222,6 +222,42 @@ fn insert_user(conn: &mut SqliteConnection, user: &NewUser) -> Result<UserRow, C
         .first(conn)?)
 }
 
+/// `Some(outcome)` when the user or the role does not exist; `None` to go ahead.
+fn role_change_preflight(
+    conn: &mut SqliteConnection,
+    user: &str,
+    role: &str,
+) -> Result<Option<RoleChange>, DieselError> {
+    let user_exists: i64 = users::table
+        .filter(users::id.eq(user))
+        .count()
+        .get_result(conn)?;
+    if user_exists == 0 {
+        return Ok(Some(RoleChange::UnknownUser));
+    }
+    let role_exists: i64 = roles::table
+        .filter(roles::name.eq(role))
+        .count()
+        .get_result(conn)?;
+    Ok((role_exists == 0).then_some(RoleChange::UnknownRole))
+}
+
+/// Stamps the user's authorization change when `rows` were affected.
+fn record_change(
+    conn: &mut SqliteConnection,
+    user: &str,
+    rows: usize,
+    now: chrono::NaiveDateTime,
+) -> Result<RoleChange, DieselError> {
+    if rows == 0 {
+        return Ok(RoleChange::Unchanged);
+    }
+    diesel::update(users::table.find(user))
+        .set(users::authz_changed_at.eq(now))
+        .execute(conn)?;
+    Ok(RoleChange::Changed)
+}
+
 fn load_roles(conn: &mut SqliteConnection, names: &[String]) -> Result<Vec<Role>, DieselError> {
     let rows: Vec<(String, String, bool)> = roles::table
         .filter(roles::name.eq_any(names))
@@ -356,6 +392,86 @@ impl UserStore for SqliteStore {
             load_roles(conn, &names).map_err(db_error)
         })
         .await
+    }
+
+    async fn assign_role(
+        &self,
+        user: UserId,
+        role: &RoleName,
+        now: DateTime<Utc>,
+    ) -> Result<RoleChange, InfraError> {
+        let (user, role, now) = (
+            uuid_text(user.as_uuid()),
+            role.as_str().to_owned(),
+            now.naive_utc(),
+        );
+        self.run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let Some(outcome) = role_change_preflight(conn, &user, &role)? else {
+                    let inserted = diesel::insert_into(user_roles::table)
+                        .values(NewUserRoleRow {
+                            user_id: user.clone(),
+                            role_name: &role,
+                            granted_at: now,
+                        })
+                        .on_conflict_do_nothing()
+                        .execute(conn)?;
+                    return record_change(conn, &user, inserted, now);
+                };
+                Ok(outcome)
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn remove_role(
+        &self,
+        user: UserId,
+        role: &RoleName,
+        now: DateTime<Utc>,
+    ) -> Result<RoleChange, InfraError> {
+        let (user, role, now) = (
+            uuid_text(user.as_uuid()),
+            role.as_str().to_owned(),
+            now.naive_utc(),
+        );
+        self.run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let Some(outcome) = role_change_preflight(conn, &user, &role)? else {
+                    let deleted = diesel::delete(
+                        user_roles::table
+                            .filter(user_roles::user_id.eq(&user))
+                            .filter(user_roles::role_name.eq(&role)),
+                    )
+                    .execute(conn)?;
+                    return record_change(conn, &user, deleted, now);
+                };
+                Ok(outcome)
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn authz_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(UserId, DateTime<Utc>)>, InfraError> {
+        let since = since.naive_utc();
+        let rows: Vec<(String, Option<chrono::NaiveDateTime>)> = self
+            .run(move |conn| {
+                users::table
+                    .filter(users::authz_changed_at.gt(since))
+                    .select((users::id, users::authz_changed_at))
+                    .load(conn)
+                    .map_err(db_error)
+            })
+            .await?;
+        rows.into_iter()
+            .filter_map(|(id, at)| Some((id, at?)))
+            .map(|(id, at)| Ok((UserId::from_uuid(parse_uuid(&id)?), at.and_utc())))
+            .collect()
     }
 
     async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError> {

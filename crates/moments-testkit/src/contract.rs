@@ -7,7 +7,7 @@ use chrono::TimeDelta;
 use futures_util::future::join_all;
 use moments_domain::authz::{RoleName, builtin_roles};
 use moments_domain::ids::{SessionId, UserId};
-use moments_domain::ports::{CreateUserError, SessionStore, UserStore};
+use moments_domain::ports::{CreateUserError, RoleChange, SessionStore, UserStore};
 use moments_domain::value::{Email, PasswordHash, Username};
 use uuid::Uuid;
 
@@ -53,6 +53,7 @@ macro_rules! store_contract_tests {
             revocations_are_listed_since_a_point,
             touching_a_session_only_moves_forward,
             creating_several_users_is_all_or_nothing,
+            roles_are_assigned_and_removed_and_changes_listed,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -670,5 +671,88 @@ pub async fn creating_several_users_is_all_or_nothing(store: &StoreUnderTest) {
     assert_eq!(
         created.iter().map(|u| u.id).collect::<Vec<_>>(),
         vec![first.id, second.id]
+    );
+}
+
+/// Assigning and removing roles is idempotent, reports unknown users and roles, and lists the
+/// user among recent authorization changes.
+pub async fn roles_are_assigned_and_removed_and_changes_listed(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let moderator = RoleName::parse("moderator").unwrap();
+    let before = now() - TimeDelta::seconds(1);
+    let at = now();
+    assert_eq!(
+        store.users.assign_role(user, &moderator, at).await.unwrap(),
+        RoleChange::Changed
+    );
+    assert_eq!(
+        store.users.assign_role(user, &moderator, at).await.unwrap(),
+        RoleChange::Unchanged
+    );
+    let names: Vec<String> = store
+        .users
+        .roles_of(user)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(names, ["moderator", "user"]);
+    let changed = store.users.authz_changed_since(before).await.unwrap();
+    assert!(changed.contains(&(user, at)), "{changed:?}");
+    assert!(
+        !store
+            .users
+            .authz_changed_since(at)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(id, _)| *id == user)
+    );
+
+    let later = at + TimeDelta::seconds(1);
+    assert_eq!(
+        store
+            .users
+            .remove_role(user, &moderator, later)
+            .await
+            .unwrap(),
+        RoleChange::Changed
+    );
+    assert_eq!(
+        store
+            .users
+            .remove_role(user, &moderator, later)
+            .await
+            .unwrap(),
+        RoleChange::Unchanged
+    );
+    assert_eq!(store.users.roles_of(user).await.unwrap().len(), 1);
+    assert!(
+        store
+            .users
+            .authz_changed_since(at)
+            .await
+            .unwrap()
+            .contains(&(user, later))
+    );
+
+    let nobody = UserId::from_uuid(Uuid::now_v7());
+    assert_eq!(
+        store
+            .users
+            .assign_role(nobody, &moderator, at)
+            .await
+            .unwrap(),
+        RoleChange::UnknownUser
+    );
+    let ghost = RoleName::parse("ghost").unwrap();
+    assert_eq!(
+        store.users.assign_role(user, &ghost, at).await.unwrap(),
+        RoleChange::UnknownRole
+    );
+    assert_eq!(
+        store.users.remove_role(user, &ghost, at).await.unwrap(),
+        RoleChange::UnknownRole
     );
 }

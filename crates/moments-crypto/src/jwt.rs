@@ -398,6 +398,7 @@ impl TokenVerifier for JwtTokens {
             session_id: SessionId::from_uuid(claims.sid),
             roles,
             permissions,
+            issued_at: DateTime::from_timestamp(claims.iat, 0).ok_or(TokenError::Invalid)?,
             expires_at: DateTime::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?,
         })
     }

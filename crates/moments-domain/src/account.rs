@@ -7,10 +7,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::authz::{DEFAULT_ROLE, Permission, RoleName};
 use crate::error::InfraError;
+use crate::grants::{CurrentGrants, Grant};
 use crate::ids::{RefreshTokenId, SessionId, UserId};
 use crate::ports::{
-    Clock, CreateUserError, IdGenerator, PasswordHasher, SecretGenerator, SessionStore, TokenError,
-    TokenIssuer, TokenVerifier, UserStore,
+    Clock, CreateUserError, IdGenerator, PasswordHasher, RoleChange, SecretGenerator, SessionStore,
+    TokenError, TokenIssuer, TokenVerifier, UserStore,
 };
 use crate::revocation::RevocationList;
 use crate::session::{
@@ -129,6 +130,23 @@ pub enum RevokeSessionError {
     Infra(#[from] InfraError),
 }
 
+/// Why a role could not be assigned or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleAssignmentError {
+    /// No such user.
+    #[error("unknown user")]
+    UnknownUser,
+    /// No such role.
+    #[error("unknown role")]
+    UnknownRole,
+    /// The role grants a permission the caller does not hold.
+    #[error("the role grants {0}, which the caller does not hold")]
+    Escalation(Permission),
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
 /// Why a password change failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangePasswordError {
@@ -205,6 +223,7 @@ pub struct AccountService {
     ports: AccountPorts,
     policy: SessionPolicy,
     revocations: Arc<RevocationList>,
+    grants: Arc<CurrentGrants>,
     /// When each session's last use was last written, to write it at most once a minute.
     touched: Arc<Mutex<HashMap<SessionId, DateTime<Utc>>>>,
 }
@@ -222,13 +241,12 @@ const ACCESS_TOKEN_LEEWAY: TimeDelta = TimeDelta::seconds(30);
 impl AccountService {
     /// A service over the given ports and session policy.
     pub fn new(ports: AccountPorts, policy: SessionPolicy) -> Self {
-        let revocations = Arc::new(RevocationList::new(
-            ports.clock.now() - Self::horizon(&ports),
-        ));
+        let start = ports.clock.now() - Self::horizon(&ports);
         Self {
+            revocations: Arc::new(RevocationList::new(start)),
+            grants: Arc::new(CurrentGrants::new(start)),
             ports,
             policy,
-            revocations,
             touched: Arc::default(),
         }
     }
@@ -298,6 +316,98 @@ impl AccountService {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, at| *at > now - TOUCH_INTERVAL);
         Ok(count)
+    }
+
+    /// Fetches the users whose roles changed (on any instance) since the last look, and keeps
+    /// their current grants so older access tokens are judged by them. Returns how many.
+    pub async fn sync_grants(&self) -> Result<usize, InfraError> {
+        let now = self.ports.clock.now();
+        let forget_before = now - Self::horizon(&self.ports);
+        let since = (self.grants.watermark() - REVOCATION_OVERLAP).max(forget_before);
+        let changed = self.ports.users.authz_changed_since(since).await?;
+        let count = changed.len();
+        let mut fresh = Vec::with_capacity(count);
+        for (user, changed_at) in changed {
+            fresh.push((user, self.current_grant(user, changed_at).await?));
+        }
+        self.grants.merge(fresh, forget_before);
+        Ok(count)
+    }
+
+    /// Both polls the server runs every second: revoked sessions and changed grants.
+    pub async fn sync_changes(&self) -> Result<usize, InfraError> {
+        Ok(self.sync_revocations().await? + self.sync_grants().await?)
+    }
+
+    async fn current_grant(
+        &self,
+        user: UserId,
+        changed_at: DateTime<Utc>,
+    ) -> Result<Grant, InfraError> {
+        let (roles, permissions) = role_grants(&self.ports.users.roles_of(user).await?);
+        Ok(Grant {
+            changed_at,
+            roles,
+            permissions,
+        })
+    }
+
+    /// Gives a user a role. The caller must hold every permission the role grants (nobody
+    /// grants what they do not hold); the change reaches the user's existing access tokens at
+    /// once on this instance and within seconds on the others.
+    pub async fn assign_role(
+        &self,
+        actor: &Actor,
+        user: UserId,
+        role: &RoleName,
+    ) -> Result<(), RoleAssignmentError> {
+        self.change_role(actor, user, role, true).await
+    }
+
+    /// Takes a role from a user, under the same rule as [`AccountService::assign_role`].
+    pub async fn remove_role(
+        &self,
+        actor: &Actor,
+        user: UserId,
+        role: &RoleName,
+    ) -> Result<(), RoleAssignmentError> {
+        self.change_role(actor, user, role, false).await
+    }
+
+    async fn change_role(
+        &self,
+        actor: &Actor,
+        user: UserId,
+        role: &RoleName,
+        assign: bool,
+    ) -> Result<(), RoleAssignmentError> {
+        let Some(found) = self.ports.users.find_role(role).await? else {
+            return Err(RoleAssignmentError::UnknownRole);
+        };
+        if let Some(missing) = found
+            .permissions
+            .iter()
+            .find(|p| !actor.has_permission(p.as_str()))
+        {
+            return Err(RoleAssignmentError::Escalation(missing.clone()));
+        }
+        let now = self.ports.clock.now();
+        let outcome = if assign {
+            self.ports.users.assign_role(user, role, now).await?
+        } else {
+            self.ports.users.remove_role(user, role, now).await?
+        };
+        match outcome {
+            RoleChange::Changed => {
+                let grant = self.current_grant(user, now).await?;
+                self.grants
+                    .merge([(user, grant)], now - Self::horizon(&self.ports));
+                Ok(())
+            }
+            RoleChange::Unchanged => Ok(()),
+            RoleChange::UnknownUser => Err(RoleAssignmentError::UnknownUser),
+            RoleChange::UnknownRole => Err(RoleAssignmentError::UnknownRole),
+        }
     }
 
     /// Records that the actor's session was used, at most once a minute per session.
@@ -611,12 +721,20 @@ impl AccountService {
             Ok(claims) if self.revocations.contains(claims.session_id) => {
                 Err(AuthenticateError::Invalid)
             }
-            Ok(claims) => Ok(Actor {
-                user_id: claims.user_id,
-                session_id: claims.session_id,
-                roles: claims.roles,
-                permissions: claims.permissions,
-            }),
+            Ok(claims) => {
+                // A token issued before the user's roles last changed is judged by the roles now.
+                let (roles, permissions) =
+                    match self.grants.newer_than(claims.user_id, claims.issued_at) {
+                        Some(grant) => (grant.roles, grant.permissions),
+                        None => (claims.roles, claims.permissions),
+                    };
+                Ok(Actor {
+                    user_id: claims.user_id,
+                    session_id: claims.session_id,
+                    roles,
+                    permissions,
+                })
+            }
             Err(TokenError::Expired) => Err(AuthenticateError::Expired),
             Err(TokenError::Invalid) => Err(AuthenticateError::Invalid),
         }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod authz;
 pub mod error;
+pub mod grants;
 pub mod ids;
 pub mod import;
 pub mod ports;

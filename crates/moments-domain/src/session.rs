@@ -139,6 +139,8 @@ pub struct AccessClaims {
     pub roles: Vec<RoleName>,
     /// Permissions at issue time.
     pub permissions: Vec<Permission>,
+    /// Issue time (`iat`).
+    pub issued_at: DateTime<Utc>,
     /// Expiry (`exp`).
     pub expires_at: DateTime<Utc>,
 }

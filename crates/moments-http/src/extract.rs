@@ -243,12 +243,21 @@ macro_rules! required_permissions {
 required_permissions! {
     /// `roles:read`.
     RolesRead = "roles:read";
+    /// `roles:assign`.
+    RolesAssign = "roles:assign";
 }
 
 /// The authenticated caller, who holds the permission `P`; otherwise 401 (no or bad
 /// credentials) or 403 `forbidden`.
 #[derive(Debug)]
 pub struct Permitted<P>(pub Actor, std::marker::PhantomData<P>);
+
+impl<P> Permitted<P> {
+    /// The caller.
+    pub fn actor(&self) -> &Actor {
+        &self.0
+    }
+}
 
 impl<P: RequiredPermission + 'static> FromRequest for Permitted<P> {
     type Error = ApiError;

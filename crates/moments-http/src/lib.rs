@@ -80,6 +80,7 @@ fn cors(config: &HttpConfig) -> Cors {
 fn api(cfg: &mut web::ServiceConfig) {
     routes::auth::configure(cfg);
     routes::roles::configure(cfg);
+    routes::users::configure(cfg);
 }
 
 /// The whole application: routes, middleware, limits and error rendering.

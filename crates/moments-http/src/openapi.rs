@@ -7,7 +7,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{auth, ops, roles};
+use crate::routes::{auth, ops, roles, users};
 
 /// The API description served at `/openapi.json` and printed by `moments openapi`.
 #[derive(Debug, OpenApi)]
@@ -26,6 +26,7 @@ use crate::routes::{auth, ops, roles};
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me,
         auth::change_password, auth::list_sessions, auth::revoke_session,
         roles::list_permissions, roles::list_roles, roles::get_role,
+        users::assign_role, users::remove_role,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),
     components(schemas(Problem, FieldError)),
@@ -33,6 +34,7 @@ use crate::routes::{auth, ops, roles};
     tags(
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "roles", description = "Permissions and roles"),
+        (name = "users", description = "Administration of accounts"),
         (name = "operations", description = "Health, readiness and problem types"),
     ),
 )]

@@ -29,7 +29,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config, migrations).await?;
     let (state, http) = build_state(&config, &store)?;
     // Load recent revocations before the first request, then keep them current.
-    if let Err(e) = state.accounts.sync_revocations().await {
+    if let Err(e) = state.accounts.sync_changes().await {
         tracing::warn!(error = %e, "could not load revoked sessions; retrying in the background");
     }
     let _revocations = spawn_revocation_sync(state.accounts.clone(), config.revocation_poll);

@@ -223,8 +223,9 @@ impl Drop for RevocationSync {
     }
 }
 
-/// Polls the store for revoked sessions every `every`, so access tokens of sessions revoked on
-/// any instance are refused here within about that long. Failures are logged and retried at the
+/// Polls the store every `every` for revoked sessions and changed roles, so access tokens of
+/// sessions revoked, or users demoted, on any instance are judged accordingly here within about
+/// that long. Failures are logged and retried at the
 /// next tick (tokens of sessions revoked on this instance are refused regardless).
 pub fn spawn_revocation_sync(
     accounts: AccountService,
@@ -235,10 +236,12 @@ pub fn spawn_revocation_sync(
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match accounts.sync_revocations().await {
+            match accounts.sync_changes().await {
                 Ok(0) => {}
-                Ok(learnt) => tracing::debug!(learnt, "revocations synchronised"),
-                Err(e) => tracing::warn!(error = %e, "could not synchronise revocations"),
+                Ok(learnt) => tracing::debug!(learnt, "revocations and role changes synchronised"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not synchronise revocations and role changes")
+                }
             }
         }
     }))

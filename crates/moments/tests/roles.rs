@@ -8,13 +8,20 @@
 #[macro_use]
 mod common;
 
+use std::time::{Duration, Instant};
+
 use actix_web::test;
 use common::*;
-use moments_domain::authz::{builtin_roles, catalogue};
+use moments_domain::account::{Actor, RoleAssignmentError};
+use moments_domain::authz::{Permission, RoleName, builtin_roles, catalogue};
+use moments_domain::ids::{SessionId, UserId};
+use serde_json::Value;
 
 on_both_stores!(
     catalogue_is_listed_to_any_signed_in_user,
-    roles_are_read_with_roles_read
+    roles_are_read_with_roles_read,
+    role_changes_reach_existing_tokens,
+    nobody_grants_a_permission_they_do_not_hold,
 );
 
 async fn catalogue_is_listed_to_any_signed_in_user(t: TestApp) {
@@ -98,4 +105,177 @@ async fn roles_are_read_with_roles_read(t: TestApp) {
         .await
         .problem(404, "not_found");
     }
+}
+
+fn id_of(user: &Value) -> String {
+    user["id"].as_str().unwrap().to_owned()
+}
+
+async fn role_changes_reach_existing_tokens(t: TestApp) {
+    create_admin(&t.state, "xena").await;
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    let yuri = register(&app, "yuri").await;
+    let admin = login(&app, "xena").await;
+    let token = login(&app, "yuri").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin_token = admin["access_token"].as_str().unwrap();
+    let path = format!("/api/v1/users/{}/roles/admin", id_of(&yuri));
+    get(&app, "/api/v1/roles", Some(&token))
+        .await
+        .problem(403, "forbidden");
+
+    // Promotion: the token issued before it carries the new permissions.
+    for _ in 0..2 {
+        let reply = send(
+            &app,
+            with_token(test::TestRequest::put().uri(&path), admin_token),
+        )
+        .await;
+        assert_eq!(reply.status, 204, "{:#}", reply.body);
+    }
+    assert_eq!(get(&app, "/api/v1/roles", Some(&token)).await.status, 200);
+    let me = get(&app, "/api/v1/auth/me", Some(&token)).await;
+    assert_eq!(me.body["roles"], serde_json::json!(["admin", "user"]));
+
+    // Demotion: the same token loses them.
+    for _ in 0..2 {
+        let reply = send(
+            &app,
+            with_token(test::TestRequest::delete().uri(&path), admin_token),
+        )
+        .await;
+        assert_eq!(reply.status, 204);
+    }
+    get(&app, "/api/v1/roles", Some(&token))
+        .await
+        .problem(403, "forbidden");
+
+    // Unknown users and roles; and callers without roles:assign.
+    let nobody = format!("/api/v1/users/{}/roles/admin", uuid::Uuid::now_v7());
+    send(
+        &app,
+        with_token(test::TestRequest::put().uri(&nobody), admin_token),
+    )
+    .await
+    .problem(404, "not_found");
+    let ghost = format!("/api/v1/users/{}/roles/ghost", id_of(&yuri));
+    send(
+        &app,
+        with_token(test::TestRequest::put().uri(&ghost), admin_token),
+    )
+    .await
+    .problem(404, "not_found");
+    send(
+        &app,
+        with_token(test::TestRequest::put().uri(&path), &token),
+    )
+    .await
+    .problem(403, "forbidden");
+    send(&app, test::TestRequest::put().uri(&path))
+        .await
+        .problem(401, "unauthenticated");
+}
+
+async fn nobody_grants_a_permission_they_do_not_hold(t: TestApp) {
+    let app = test::init_service(moments_http::app(t.state.clone(), t.http.clone())).await;
+    let zoe = register(&app, "zoe").await;
+    let user = UserId::from_uuid(uuid::Uuid::parse_str(&id_of(&zoe)).unwrap());
+    // A caller that may assign roles but holds nothing else.
+    let assigner = Actor {
+        user_id: UserId::from_uuid(uuid::Uuid::now_v7()),
+        session_id: SessionId::from_uuid(uuid::Uuid::now_v7()),
+        roles: vec![],
+        permissions: vec![Permission::parse("roles:assign").unwrap()],
+    };
+    for role in ["admin", "moderator", "user"] {
+        let role = RoleName::parse(role).unwrap();
+        for result in [
+            t.state.accounts.assign_role(&assigner, user, &role).await,
+            t.state.accounts.remove_role(&assigner, user, &role).await,
+        ] {
+            assert!(
+                matches!(result, Err(RoleAssignmentError::Escalation(_))),
+                "{role}: {result:?}"
+            );
+        }
+    }
+    let roles = t.store.users().roles_of(user).await.unwrap();
+    assert_eq!(
+        roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        ["user"]
+    );
+}
+
+/// Polls `app` with `token` on `GET /api/v1/roles` until it answers `status`.
+async fn answers_within<S, B>(app: &S, token: &str, status: u16) -> Duration
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+    B: actix_web::body::MessageBody,
+{
+    let started = Instant::now();
+    loop {
+        if get(app, "/api/v1/roles", Some(token)).await.status == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not {status} after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn role_changes_reach_another_instance(postgres: bool) {
+    let Some((a, b)) = twin_apps(postgres).await else {
+        return;
+    };
+    create_admin(&a.state, "ada").await;
+    let a = test::init_service(moments_http::app(a.state, a.http)).await;
+    let b = test::init_service(moments_http::app(b.state, b.http)).await;
+    let bob = register(&a, "bob_b").await;
+    let token = login(&a, "bob_b").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin = login(&a, "ada").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/users/{}/roles/admin", id_of(&bob));
+    get(&b, "/api/v1/roles", Some(&token))
+        .await
+        .problem(403, "forbidden");
+
+    let reply = send(&a, with_token(test::TestRequest::put().uri(&path), &admin)).await;
+    assert_eq!(reply.status, 204);
+    eprintln!(
+        "promotion reached the other instance in {:?}",
+        answers_within(&b, &token, 200).await
+    );
+    let reply = send(
+        &a,
+        with_token(test::TestRequest::delete().uri(&path), &admin),
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+    eprintln!(
+        "demotion reached the other instance in {:?}",
+        answers_within(&b, &token, 403).await
+    );
+}
+
+#[actix_web::test]
+async fn role_changes_reach_another_instance_on_sqlite() {
+    role_changes_reach_another_instance(false).await;
+}
+
+#[actix_web::test]
+async fn role_changes_reach_another_instance_on_postgres() {
+    role_changes_reach_another_instance(true).await;
 }

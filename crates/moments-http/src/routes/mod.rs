@@ -4,6 +4,7 @@ pub mod auth;
 pub mod docs;
 pub mod ops;
 pub mod roles;
+pub mod users;
 
 use actix_web::{HttpResponse, Resource, web};
 

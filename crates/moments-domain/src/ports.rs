@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
-use crate::authz::{Role, RoleName};
+use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
 use crate::ids::{SessionId, UserId};
 use crate::session::{
@@ -28,6 +28,17 @@ pub enum CreateUserError {
     /// A role to assign does not exist.
     #[error("unknown role {0}")]
     UnknownRole(RoleName),
+    /// The store failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why a role could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateRoleError {
+    /// A role of that name exists.
+    #[error("role exists")]
+    Exists,
     /// The store failed.
     #[error(transparent)]
     Infra(#[from] InfraError),
@@ -98,6 +109,20 @@ pub trait UserStore: Send + Sync {
         role: &RoleName,
         now: DateTime<Utc>,
     ) -> Result<RoleChange, InfraError>;
+    /// Creates a role with its permissions. Errors: [`CreateRoleError::Exists`].
+    async fn create_role(&self, role: &Role, now: DateTime<Utc>) -> Result<(), CreateRoleError>;
+    /// Changes a role's description and/or replaces its permissions; a permission change is
+    /// recorded for every holder. `Ok(None)` when there is no such role.
+    async fn update_role(
+        &self,
+        name: &RoleName,
+        description: Option<&str>,
+        permissions: Option<&[Permission]>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Role>, InfraError>;
+    /// Deletes a role, taking it from its holders (recorded as their change). `false` when there
+    /// was no such role.
+    async fn delete_role(&self, name: &RoleName, now: DateTime<Utc>) -> Result<bool, InfraError>;
     /// Users whose roles or role permissions changed after `since`, with when; instances poll
     /// this to stop honouring stale permissions in access tokens.
     async fn authz_changed_since(

@@ -13,9 +13,11 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
-use moments_domain::authz::{Role, RoleName, assemble_roles};
+use moments_domain::authz::{Permission, Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
-use moments_domain::ports::{CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore};
+use moments_domain::ports::{
+    CreateRoleError, CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore,
+};
 use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
@@ -284,6 +286,39 @@ async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser) -> Result<Use
         .await?)
 }
 
+async fn insert_permissions(
+    conn: &mut AsyncPgConnection,
+    role: &str,
+    permissions: &[Permission],
+) -> Result<(), DieselError> {
+    for permission in permissions {
+        diesel::insert_into(role_permissions::table)
+            .values((
+                role_permissions::role_name.eq(role),
+                role_permissions::permission.eq(permission.as_str()),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Records an authorization change for every holder of the role.
+async fn mark_holders_changed(
+    conn: &mut AsyncPgConnection,
+    role: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DieselError> {
+    let holders = user_roles::table
+        .filter(user_roles::role_name.eq(role))
+        .select(user_roles::user_id);
+    diesel::update(users::table.filter(users::id.eq_any(holders)))
+        .set(users::authz_changed_at.eq(now))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// `Some(outcome)` when the user or the role does not exist; `None` to go ahead.
 async fn role_change_preflight(
     conn: &mut AsyncPgConnection,
@@ -515,6 +550,95 @@ impl UserStore for PgStore {
                 .execute(conn)
                 .await?;
                 record_change(conn, user, deleted, now).await
+            })
+            .await
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn create_role(&self, role: &Role, now: DateTime<Utc>) -> Result<(), CreateRoleError> {
+        let result = self
+            .timed(async {
+                let conn = &mut *self.conn().await?;
+                Ok::<_, InfraError>(
+                    conn.transaction::<_, DieselError, _>(async |conn| {
+                        diesel::insert_into(roles::table)
+                            .values((
+                                roles::name.eq(role.name.as_str()),
+                                roles::description.eq(&role.description),
+                                roles::builtin.eq(false),
+                                roles::created_at.eq(now),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        insert_permissions(conn, role.name.as_str(), &role.permissions).await
+                    })
+                    .await,
+                )
+            })
+            .await?;
+        match result {
+            Ok(()) => Ok(()),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                Err(CreateRoleError::Exists)
+            }
+            Err(e) => Err(db_error(e).into()),
+        }
+    }
+
+    async fn update_role(
+        &self,
+        name: &RoleName,
+        description: Option<&str>,
+        permissions: Option<&[Permission]>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Role>, InfraError> {
+        let name = name.as_str();
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                let exists: i64 = roles::table
+                    .filter(roles::name.eq(name))
+                    .count()
+                    .get_result(conn)
+                    .await?;
+                if exists == 0 {
+                    return Ok(None);
+                }
+                if let Some(description) = description {
+                    diesel::update(roles::table.find(name))
+                        .set(roles::description.eq(description))
+                        .execute(conn)
+                        .await?;
+                }
+                if let Some(permissions) = permissions {
+                    diesel::delete(
+                        role_permissions::table.filter(role_permissions::role_name.eq(name)),
+                    )
+                    .execute(conn)
+                    .await?;
+                    insert_permissions(conn, name, permissions).await?;
+                    mark_holders_changed(conn, name, now).await?;
+                }
+                Ok(load_roles(conn, &[name.to_owned()]).await?.pop())
+            })
+            .await
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn delete_role(&self, name: &RoleName, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let name = name.as_str();
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                mark_holders_changed(conn, name, now).await?;
+                Ok(diesel::delete(roles::table.find(name))
+                    .execute(conn)
+                    .await?
+                    == 1)
             })
             .await
             .map_err(db_error)

@@ -11,9 +11,11 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
-use moments_domain::authz::{Role, RoleName, assemble_roles};
+use moments_domain::authz::{Permission, Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
-use moments_domain::ports::{CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore};
+use moments_domain::ports::{
+    CreateRoleError, CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore,
+};
 use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
@@ -220,6 +222,37 @@ fn insert_user(conn: &mut SqliteConnection, user: &NewUser) -> Result<UserRow, C
         .find(&user_id)
         .select(UserRow::as_select())
         .first(conn)?)
+}
+
+fn insert_permissions(
+    conn: &mut SqliteConnection,
+    role: &str,
+    permissions: &[Permission],
+) -> Result<(), DieselError> {
+    for permission in permissions {
+        diesel::insert_into(role_permissions::table)
+            .values((
+                role_permissions::role_name.eq(role),
+                role_permissions::permission.eq(permission.as_str()),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Records an authorization change for every holder of the role.
+fn mark_holders_changed(
+    conn: &mut SqliteConnection,
+    role: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<(), DieselError> {
+    let holders = user_roles::table
+        .filter(user_roles::role_name.eq(role))
+        .select(user_roles::user_id);
+    diesel::update(users::table.filter(users::id.eq_any(holders)))
+        .set(users::authz_changed_at.eq(now))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// `Some(outcome)` when the user or the role does not exist; `None` to go ahead.
@@ -448,6 +481,86 @@ impl UserStore for SqliteStore {
                     return record_change(conn, &user, deleted, now);
                 };
                 Ok(outcome)
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn create_role(&self, role: &Role, now: DateTime<Utc>) -> Result<(), CreateRoleError> {
+        let role = role.clone();
+        let now = now.naive_utc();
+        let result = self
+            .run(move |conn| {
+                Ok::<_, InfraError>(conn.immediate_transaction(|conn| {
+                    diesel::insert_into(roles::table)
+                        .values((
+                            roles::name.eq(role.name.as_str()),
+                            roles::description.eq(&role.description),
+                            roles::builtin.eq(false),
+                            roles::created_at.eq(now),
+                        ))
+                        .execute(conn)?;
+                    insert_permissions(conn, role.name.as_str(), &role.permissions)
+                }))
+            })
+            .await?;
+        match result {
+            Ok(()) => Ok(()),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                Err(CreateRoleError::Exists)
+            }
+            Err(e) => Err(db_error(e).into()),
+        }
+    }
+
+    async fn update_role(
+        &self,
+        name: &RoleName,
+        description: Option<&str>,
+        permissions: Option<&[Permission]>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Role>, InfraError> {
+        let name = name.as_str().to_owned();
+        let description = description.map(str::to_owned);
+        let permissions = permissions.map(<[Permission]>::to_vec);
+        let now = now.naive_utc();
+        self.run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                let exists: i64 = roles::table
+                    .filter(roles::name.eq(&name))
+                    .count()
+                    .get_result(conn)?;
+                if exists == 0 {
+                    return Ok(None);
+                }
+                if let Some(description) = &description {
+                    diesel::update(roles::table.find(&name))
+                        .set(roles::description.eq(description))
+                        .execute(conn)?;
+                }
+                if let Some(permissions) = &permissions {
+                    diesel::delete(
+                        role_permissions::table.filter(role_permissions::role_name.eq(&name)),
+                    )
+                    .execute(conn)?;
+                    insert_permissions(conn, &name, permissions)?;
+                    mark_holders_changed(conn, &name, now)?;
+                }
+                Ok(load_roles(conn, std::slice::from_ref(&name))?.pop())
+            })
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn delete_role(&self, name: &RoleName, now: DateTime<Utc>) -> Result<bool, InfraError> {
+        let name = name.as_str().to_owned();
+        let now = now.naive_utc();
+        self.run(move |conn| {
+            conn.immediate_transaction(|conn| {
+                mark_holders_changed(conn, &name, now)?;
+                Ok(diesel::delete(roles::table.find(&name)).execute(conn)? == 1)
             })
             .map_err(db_error)
         })

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use futures_util::future::join_all;
-use moments_domain::authz::{RoleName, builtin_roles};
+use moments_domain::authz::{Permission, Role, RoleName, builtin_roles};
 use moments_domain::ids::{SessionId, UserId};
-use moments_domain::ports::{CreateUserError, RoleChange, SessionStore, UserStore};
+use moments_domain::ports::{
+    CreateRoleError, CreateUserError, RoleChange, SessionStore, UserStore,
+};
 use moments_domain::value::{Email, PasswordHash, Username};
 use uuid::Uuid;
 
@@ -54,6 +56,7 @@ macro_rules! store_contract_tests {
             touching_a_session_only_moves_forward,
             creating_several_users_is_all_or_nothing,
             roles_are_assigned_and_removed_and_changes_listed,
+            custom_roles_are_created_edited_and_deleted,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -754,5 +757,90 @@ pub async fn roles_are_assigned_and_removed_and_changes_listed(store: &StoreUnde
     assert_eq!(
         store.users.remove_role(user, &ghost, at).await.unwrap(),
         RoleChange::UnknownRole
+    );
+}
+
+/// Custom roles: created once, edited (a permission change is recorded for holders), deleted
+/// (taken from holders, recorded).
+pub async fn custom_roles_are_created_edited_and_deleted(store: &StoreUnderTest) {
+    let name = RoleName::parse(&unique("editor").replace('_', "-")).unwrap();
+    let write = Permission::parse("posts:write").unwrap();
+    let moderate = Permission::parse("posts:moderate").unwrap();
+    let role = Role {
+        name: name.clone(),
+        description: "Edits".into(),
+        permissions: vec![write.clone()],
+        builtin: false,
+    };
+    store.users.create_role(&role, now()).await.unwrap();
+    assert!(matches!(
+        store.users.create_role(&role, now()).await,
+        Err(CreateRoleError::Exists)
+    ));
+    assert_eq!(
+        store.users.find_role(&name).await.unwrap(),
+        Some(role.clone())
+    );
+
+    let holder = some_user(store).await;
+    store.users.assign_role(holder, &name, now()).await.unwrap();
+    let t1 = now() + TimeDelta::seconds(5);
+    let both = [moderate.clone(), write.clone()];
+    let updated = store
+        .users
+        .update_role(&name, Some("Edits and moderates"), Some(&both), t1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.permissions, both);
+    assert_eq!(updated.description, "Edits and moderates");
+    assert!(
+        store
+            .users
+            .authz_changed_since(t1 - TimeDelta::seconds(1))
+            .await
+            .unwrap()
+            .contains(&(holder, t1))
+    );
+    let renamed = store
+        .users
+        .update_role(&name, Some("Only the text"), None, t1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        renamed.permissions, both,
+        "a description change keeps the permissions"
+    );
+    let ghost = RoleName::parse("ghost-role").unwrap();
+    assert!(
+        store
+            .users
+            .update_role(&ghost, Some("x"), None, t1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let t2 = t1 + TimeDelta::seconds(5);
+    assert!(store.users.delete_role(&name, t2).await.unwrap());
+    assert!(!store.users.delete_role(&name, t2).await.unwrap());
+    assert!(store.users.find_role(&name).await.unwrap().is_none());
+    let held: Vec<String> = store
+        .users
+        .roles_of(holder)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.name.to_string())
+        .collect();
+    assert_eq!(held, ["user"]);
+    assert!(
+        store
+            .users
+            .authz_changed_since(t1)
+            .await
+            .unwrap()
+            .contains(&(holder, t2))
     );
 }

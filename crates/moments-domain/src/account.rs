@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::authz::{DEFAULT_ROLE, Permission, RoleName};
+use crate::authz::{DEFAULT_ROLE, Permission, Role, RoleName};
 use crate::error::InfraError;
 use crate::grants::{CurrentGrants, Grant};
 use crate::ids::{RefreshTokenId, SessionId, UserId};
 use crate::ports::{
-    Clock, CreateUserError, IdGenerator, PasswordHasher, RoleChange, SecretGenerator, SessionStore,
-    TokenError, TokenIssuer, TokenVerifier, UserStore,
+    Clock, CreateRoleError, CreateUserError, IdGenerator, PasswordHasher, RoleChange,
+    SecretGenerator, SessionStore, TokenError, TokenIssuer, TokenVerifier, UserStore,
 };
 use crate::revocation::RevocationList;
 use crate::session::{
@@ -141,6 +141,26 @@ pub enum RoleAssignmentError {
     UnknownRole,
     /// The role grants a permission the caller does not hold.
     #[error("the role grants {0}, which the caller does not hold")]
+    Escalation(Permission),
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why a role could not be created, edited or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleEditError {
+    /// A role of that name exists.
+    #[error("role exists")]
+    Exists,
+    /// No such role.
+    #[error("unknown role")]
+    NotFound,
+    /// Built-in roles cannot be deleted, nor their permissions changed.
+    #[error("built-in role")]
+    Builtin,
+    /// The change involves a permission the caller does not hold.
+    #[error("the change involves {0}, which the caller does not hold")]
     Escalation(Permission),
     /// Infrastructure failed.
     #[error(transparent)]
@@ -350,6 +370,96 @@ impl AccountService {
             roles,
             permissions,
         })
+    }
+
+    /// Creates a custom role. The caller must hold every permission it grants.
+    pub async fn create_role(&self, actor: &Actor, role: Role) -> Result<Role, RoleEditError> {
+        Self::require_all(actor, &role.permissions)?;
+        let role = Role {
+            builtin: false,
+            ..role
+        };
+        match self
+            .ports
+            .users
+            .create_role(&role, self.ports.clock.now())
+            .await
+        {
+            Ok(()) => Ok(role),
+            Err(CreateRoleError::Exists) => Err(RoleEditError::Exists),
+            Err(CreateRoleError::Infra(e)) => Err(e.into()),
+        }
+    }
+
+    /// Edits a role: its description, and (custom roles only) its permissions, replaced as a
+    /// set. The caller must hold every permission the role grants before and after. Holders'
+    /// existing tokens follow at once here and within seconds elsewhere.
+    pub async fn update_role(
+        &self,
+        actor: &Actor,
+        name: &RoleName,
+        description: Option<&str>,
+        permissions: Option<Vec<Permission>>,
+    ) -> Result<Role, RoleEditError> {
+        let current = self
+            .ports
+            .users
+            .find_role(name)
+            .await?
+            .ok_or(RoleEditError::NotFound)?;
+        if let Some(permissions) = &permissions {
+            if current.builtin {
+                return Err(RoleEditError::Builtin);
+            }
+            Self::require_all(actor, &current.permissions)?;
+            Self::require_all(actor, permissions)?;
+        }
+        let now = self.ports.clock.now();
+        let updated = self
+            .ports
+            .users
+            .update_role(name, description, permissions.as_deref(), now)
+            .await?
+            .ok_or(RoleEditError::NotFound)?;
+        if permissions.is_some() {
+            self.sync_grants().await?;
+        }
+        Ok(updated)
+    }
+
+    /// Deletes a custom role, taking it from its holders. The caller must hold every permission
+    /// it grants.
+    pub async fn delete_role(&self, actor: &Actor, name: &RoleName) -> Result<(), RoleEditError> {
+        let role = self
+            .ports
+            .users
+            .find_role(name)
+            .await?
+            .ok_or(RoleEditError::NotFound)?;
+        if role.builtin {
+            return Err(RoleEditError::Builtin);
+        }
+        Self::require_all(actor, &role.permissions)?;
+        if !self
+            .ports
+            .users
+            .delete_role(name, self.ports.clock.now())
+            .await?
+        {
+            return Err(RoleEditError::NotFound);
+        }
+        self.sync_grants().await?;
+        Ok(())
+    }
+
+    fn require_all(actor: &Actor, permissions: &[Permission]) -> Result<(), RoleEditError> {
+        match permissions
+            .iter()
+            .find(|p| !actor.has_permission(p.as_str()))
+        {
+            Some(missing) => Err(RoleEditError::Escalation(missing.clone())),
+            None => Ok(()),
+        }
     }
 
     /// Gives a user a role. The caller must hold every permission the role grants (nobody

@@ -245,6 +245,8 @@ required_permissions! {
     RolesRead = "roles:read";
     /// `roles:assign`.
     RolesAssign = "roles:assign";
+    /// `roles:write`.
+    RolesWrite = "roles:write";
 }
 
 /// The authenticated caller, who holds the permission `P`; otherwise 401 (no or bad

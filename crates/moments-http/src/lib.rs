@@ -6,6 +6,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+mod validation;
 
 use std::sync::Arc;
 

@@ -26,6 +26,7 @@ use crate::routes::{auth, ops, roles, users};
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me,
         auth::change_password, auth::list_sessions, auth::revoke_session,
         roles::list_permissions, roles::list_roles, roles::get_role,
+        roles::create_role, roles::update_role, roles::delete_role,
         users::assign_role, users::remove_role,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),

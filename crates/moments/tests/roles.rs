@@ -22,6 +22,7 @@ on_both_stores!(
     roles_are_read_with_roles_read,
     role_changes_reach_existing_tokens,
     nobody_grants_a_permission_they_do_not_hold,
+    custom_roles_are_managed_without_escalation,
 );
 
 async fn catalogue_is_listed_to_any_signed_in_user(t: TestApp) {
@@ -278,4 +279,167 @@ async fn role_changes_reach_another_instance_on_sqlite() {
 #[actix_web::test]
 async fn role_changes_reach_another_instance_on_postgres() {
     role_changes_reach_another_instance(true).await;
+}
+
+async fn custom_roles_are_managed_without_escalation(t: TestApp) {
+    create_admin(&t.state, "ava").await;
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    let admin = login(&app, "ava").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let xavier = register(&app, "xavier").await;
+    let x_token = login(&app, "xavier").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let role_request = |method: actix_web::http::Method, path: &str, token: &str, body: Value| {
+        with_token(test::TestRequest::default().method(method).uri(path), token).set_json(body)
+    };
+    let create = |token: &str, body: Value| {
+        role_request(actix_web::http::Method::POST, "/api/v1/roles", token, body)
+    };
+
+    // Validation names each field.
+    let reply = send(&app, create(&admin, serde_json::json!({"name": "Bad Name", "description": " ", "permissions": ["posts:fly", "nope"]}))).await;
+    let mut errors = reply.field_errors();
+    errors.sort();
+    assert_eq!(
+        errors,
+        vec![
+            ("description".into(), "required".into()),
+            ("name".into(), "invalid_format".into()),
+            ("permissions[0]".into(), "unknown_permission".into()),
+            ("permissions[1]".into(), "invalid_format".into()),
+        ]
+    );
+
+    // Create, conflict, and the permission it needs.
+    let auditor = serde_json::json!({"name": "auditor", "description": "Reads roles", "permissions": ["roles:read", "roles:read"]});
+    let reply = send(&app, create(&admin, auditor.clone())).await;
+    assert_eq!(reply.status, 201, "{:#}", reply.body);
+    assert_eq!(
+        reply.body,
+        serde_json::json!({"name": "auditor", "description": "Reads roles", "permissions": ["roles:read"], "builtin": false})
+    );
+    send(&app, create(&admin, auditor.clone()))
+        .await
+        .problem(409, "conflict");
+    send(&app, create(&x_token, auditor))
+        .await
+        .problem(403, "forbidden");
+
+    // Holders follow edits and deletion, with their existing tokens.
+    let assign = format!("/api/v1/users/{}/roles/auditor", id_of(&xavier));
+    assert_eq!(
+        send(
+            &app,
+            with_token(test::TestRequest::put().uri(&assign), &admin)
+        )
+        .await
+        .status,
+        204
+    );
+    assert_eq!(get(&app, "/api/v1/roles", Some(&x_token)).await.status, 200);
+    let patch = |body: Value| {
+        role_request(
+            actix_web::http::Method::PATCH,
+            "/api/v1/roles/auditor",
+            &admin,
+            body,
+        )
+    };
+    let reply = send(&app, patch(serde_json::json!({"permissions": []}))).await;
+    assert_eq!(
+        (reply.status.as_u16(), &reply.body["permissions"]),
+        (200, &serde_json::json!([]))
+    );
+    get(&app, "/api/v1/roles", Some(&x_token))
+        .await
+        .problem(403, "forbidden");
+    let reply = send(
+        &app,
+        patch(
+            serde_json::json!({"permissions": ["roles:read"], "description": "Reads roles again"}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.body["description"], "Reads roles again");
+    assert_eq!(get(&app, "/api/v1/roles", Some(&x_token)).await.status, 200);
+    let delete = |name: &str| {
+        with_token(
+            test::TestRequest::delete().uri(&format!("/api/v1/roles/{name}")),
+            &admin,
+        )
+    };
+    assert_eq!(send(&app, delete("auditor")).await.status, 204);
+    get(&app, "/api/v1/roles", Some(&x_token))
+        .await
+        .problem(403, "forbidden");
+    send(&app, delete("auditor"))
+        .await
+        .problem(404, "not_found");
+    get(&app, "/api/v1/roles/auditor", Some(&admin))
+        .await
+        .problem(404, "not_found");
+
+    // Built-in roles: not deleted, permissions fixed, description editable.
+    send(&app, delete("admin")).await.problem(409, "conflict");
+    let reply = send(
+        &app,
+        role_request(
+            actix_web::http::Method::PATCH,
+            "/api/v1/roles/user",
+            &admin,
+            serde_json::json!({"permissions": []}),
+        ),
+    )
+    .await;
+    reply.problem(409, "conflict");
+    let reply = send(
+        &app,
+        role_request(
+            actix_web::http::Method::PATCH,
+            "/api/v1/roles/user",
+            &admin,
+            serde_json::json!({"description": "Everyone"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.body["description"].as_str()),
+        (200, Some("Everyone"))
+    );
+
+    // A role writer cannot create or widen roles beyond what they hold.
+    let writer = serde_json::json!({"name": "role-writer", "description": "Writes roles", "permissions": ["roles:write"]});
+    assert_eq!(send(&app, create(&admin, writer)).await.status, 201);
+    let assign = format!("/api/v1/users/{}/roles/role-writer", id_of(&xavier));
+    assert_eq!(
+        send(
+            &app,
+            with_token(test::TestRequest::put().uri(&assign), &admin)
+        )
+        .await
+        .status,
+        204
+    );
+    let wider = serde_json::json!({"name": "mod-like", "description": "Moderates", "permissions": ["posts:moderate"]});
+    let refused = send(&app, create(&x_token, wider)).await;
+    refused.problem(403, "forbidden");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("posts:moderate")
+    );
+    let same = serde_json::json!({"name": "writer-two", "description": "Writes roles", "permissions": ["roles:write"]});
+    assert_eq!(send(&app, create(&x_token, same)).await.status, 201);
+    let widen = role_request(
+        actix_web::http::Method::PATCH,
+        "/api/v1/roles/writer-two",
+        &x_token,
+        serde_json::json!({"permissions": ["roles:write", "audit:read"]}),
+    );
+    send(&app, widen).await.problem(403, "forbidden");
 }

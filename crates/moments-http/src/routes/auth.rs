@@ -15,48 +15,9 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Authenticated, client_info};
-use crate::problem::{self, FieldError, Problem};
+use crate::problem::{self, Problem};
 use crate::routes::endpoint;
-
-/// Collects field errors from parsing several values.
-#[derive(Debug, Default)]
-struct Fields(Vec<FieldError>);
-
-impl Fields {
-    fn check<T>(
-        &mut self,
-        field: &str,
-        parsed: Result<T, moments_domain::value::InvalidValue>,
-    ) -> Option<T> {
-        parsed
-            .map_err(|e| {
-                self.0.push(FieldError {
-                    field: field.to_owned(),
-                    code: e.code.to_owned(),
-                    message: e.message,
-                })
-            })
-            .ok()
-    }
-
-    fn required(&mut self, field: &str, value: &str) {
-        if value.is_empty() {
-            self.0.push(FieldError {
-                field: field.to_owned(),
-                code: "required".into(),
-                message: "must not be empty".into(),
-            });
-        }
-    }
-
-    fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(self.0))
-        }
-    }
-}
+use crate::validation::Fields;
 
 /// `Debug` for request and response bodies holding secrets: the secret fields print as
 /// `[redacted]`.

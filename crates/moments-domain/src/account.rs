@@ -167,6 +167,23 @@ pub enum RoleEditError {
     Infra(#[from] InfraError),
 }
 
+/// Why an account could not be disabled or enabled.
+#[derive(Debug, thiserror::Error)]
+pub enum DisableError {
+    /// No such account.
+    #[error("unknown user")]
+    NotFound,
+    /// Callers cannot disable themselves (nobody locks the last administrator out by mistake).
+    #[error("cannot disable oneself")]
+    OwnAccount,
+    /// The account holds a permission the caller does not.
+    #[error("the account holds {0}, which the caller does not")]
+    Escalation(Permission),
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
 /// Why a password change failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangePasswordError {
@@ -370,6 +387,35 @@ impl AccountService {
             roles,
             permissions,
         })
+    }
+
+    /// Disables or re-enables an account. The caller must hold every permission the account
+    /// holds. Disabling revokes every session of the account (refresh tokens at once, access
+    /// tokens within seconds everywhere); enabling does not bring them back.
+    pub async fn set_disabled(
+        &self,
+        actor: &Actor,
+        user: UserId,
+        disabled: bool,
+    ) -> Result<User, DisableError> {
+        if disabled && user == actor.user_id {
+            return Err(DisableError::OwnAccount);
+        }
+        let (_, held) = role_grants(&self.ports.users.roles_of(user).await?);
+        if let Some(missing) = held.iter().find(|p| !actor.has_permission(p.as_str())) {
+            return Err(DisableError::Escalation(missing.clone()));
+        }
+        let now = self.ports.clock.now();
+        let updated = self
+            .ports
+            .users
+            .set_disabled(user, disabled, now)
+            .await?
+            .ok_or(DisableError::NotFound)?;
+        if disabled {
+            self.revoke_all(user, None, now).await?;
+        }
+        Ok(updated)
     }
 
     /// Creates a custom role. The caller must hold every permission it grants.

@@ -92,6 +92,13 @@ pub trait UserStore: Send + Sync {
     ) -> Result<(), InfraError>;
     /// The roles the account holds, with their permissions, sorted by name.
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
+    /// Disables or re-enables an account. `Ok(None)` when there is no such account.
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, InfraError>;
     /// Every role with its permissions, sorted by name.
     async fn list_roles(&self) -> Result<Vec<Role>, InfraError>;
     /// Gives the user the role (nothing changes if it is held already), recording the change

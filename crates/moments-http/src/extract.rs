@@ -247,6 +247,8 @@ required_permissions! {
     RolesAssign = "roles:assign";
     /// `roles:write`.
     RolesWrite = "roles:write";
+    /// `users:write`.
+    UsersWrite = "users:write";
 }
 
 /// The authenticated caller, who holds the permission `P`; otherwise 401 (no or bad

@@ -486,6 +486,27 @@ impl UserStore for PgStore {
         .await
     }
 
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, InfraError> {
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            diesel::update(users::table.find(id.as_uuid()))
+                .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .await
+                .optional()
+                .map_err(db_error)?
+                .map(UserRow::into_domain)
+                .transpose()
+        })
+        .await
+    }
+
     async fn list_roles(&self) -> Result<Vec<Role>, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;

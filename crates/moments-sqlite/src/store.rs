@@ -416,6 +416,27 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<User>, InfraError> {
+        let id = uuid_text(id.as_uuid());
+        let now = now.naive_utc();
+        self.run(move |conn| {
+            diesel::update(users::table.find(id))
+                .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .optional()
+                .map_err(db_error)?
+                .map(UserRow::into_domain)
+                .transpose()
+        })
+        .await
+    }
+
     async fn list_roles(&self) -> Result<Vec<Role>, InfraError> {
         self.run(|conn| {
             let names: Vec<String> = roles::table

@@ -57,6 +57,7 @@ macro_rules! store_contract_tests {
             creating_several_users_is_all_or_nothing,
             roles_are_assigned_and_removed_and_changes_listed,
             custom_roles_are_created_edited_and_deleted,
+            accounts_are_disabled_and_enabled,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -842,5 +843,56 @@ pub async fn custom_roles_are_created_edited_and_deleted(store: &StoreUnderTest)
             .await
             .unwrap()
             .contains(&(holder, t2))
+    );
+}
+
+/// Disabling and re-enabling an account changes only that account.
+pub async fn accounts_are_disabled_and_enabled(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let other = some_user(store).await;
+    let later = now() + TimeDelta::seconds(5);
+    let disabled = store
+        .users
+        .set_disabled(user, true, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(disabled.updated_at, later);
+    assert!(
+        store
+            .users
+            .find_user_by_id(user)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    assert!(
+        !store
+            .users
+            .find_user_by_id(other)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    assert!(
+        !store
+            .users
+            .set_disabled(user, false, later)
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    let nobody = UserId::from_uuid(Uuid::now_v7());
+    assert!(
+        store
+            .users
+            .set_disabled(nobody, true, later)
+            .await
+            .unwrap()
+            .is_none()
     );
 }

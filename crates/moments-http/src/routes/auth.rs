@@ -85,6 +85,8 @@ pub struct UserResponse {
     pub display_name: Option<String>,
     /// Whether the address has been verified.
     pub email_verified: bool,
+    /// Whether the account is disabled (it cannot sign in).
+    pub disabled: bool,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
     /// When the account last changed.
@@ -99,6 +101,7 @@ impl From<&User> for UserResponse {
             email: user.email.as_str().to_owned(),
             display_name: user.display_name.clone(),
             email_verified: user.email_verified,
+            disabled: user.disabled,
             created_at: user.created_at,
             updated_at: user.updated_at,
         }

@@ -1,15 +1,19 @@
-//! `/users`: administration of accounts. So far: assigning and removing roles.
+//! `/users`: administration of accounts. So far: disabling and enabling, assigning and removing
+//! roles.
 
 use actix_web::{HttpResponse, web};
-use moments_domain::account::RoleAssignmentError;
+use moments_domain::account::{DisableError, RoleAssignmentError};
 use moments_domain::authz::RoleName;
 use moments_domain::ids::UserId;
+use serde::Deserialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Permitted, RolesAssign};
+use crate::extract::{ApiJson, Permitted, RolesAssign, UsersWrite};
 use crate::problem::{self, Problem};
+use crate::routes::auth::UserResponse;
 use crate::routes::endpoint;
 
 fn role_change_error(e: RoleAssignmentError) -> ApiError {
@@ -82,11 +86,62 @@ pub async fn remove_role(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// An administrator's change to an account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserRequest {
+    /// Disable (`true`) or re-enable (`false`) the account. Disabling revokes its sessions;
+    /// re-enabling does not bring them back.
+    pub disabled: bool,
+}
+
+/// Disable or re-enable an account.
+#[utoipa::path(
+    patch, path = "/api/v1/users/{id}", tag = "users", operation_id = "update_user",
+    params(("id" = Uuid, Path, description = "The user")),
+    request_body = UpdateUserRequest,
+    responses(
+        (status = 200, description = "The account as it is now", body = UserResponse),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Disabling one's own account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["users:write"])),
+)]
+pub async fn update_user(
+    state: web::Data<AppState>,
+    caller: Permitted<UsersWrite>,
+    id: web::Path<String>,
+    ApiJson(body): ApiJson<UpdateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::new(&problem::NOT_FOUND, "no such user");
+    let user = Uuid::parse_str(&id)
+        .map(UserId::from_uuid)
+        .map_err(|_| not_found())?;
+    match state
+        .accounts
+        .set_disabled(caller.actor(), user, body.disabled)
+        .await
+    {
+        Ok(user) => Ok(HttpResponse::Ok().json(UserResponse::from(&user))),
+        Err(DisableError::NotFound) => Err(not_found()),
+        Err(DisableError::OwnAccount) => Err(ApiError::new(
+            &problem::CONFLICT,
+            "you cannot disable your own account",
+        )),
+        Err(DisableError::Escalation(permission)) => Err(ApiError::new(
+            &problem::FORBIDDEN,
+            format!("the account holds {permission}, which you do not"),
+        )),
+        Err(DisableError::Infra(e)) => Err(e.into()),
+    }
+}
+
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        endpoint("/users/{id}/roles/{role}")
-            .route(web::put().to(assign_role))
-            .route(web::delete().to(remove_role)),
-    );
+    cfg.service(endpoint("/users/{id}").route(web::patch().to(update_user)))
+        .service(
+            endpoint("/users/{id}/roles/{role}")
+                .route(web::put().to(assign_role))
+                .route(web::delete().to(remove_role)),
+        );
 }

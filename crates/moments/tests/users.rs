@@ -1,0 +1,190 @@
+//! Administration of accounts on SQLite and PostgreSQL: disabling (which ends every session)
+//! and enabling, with the rules on who may do it.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test cases run from generated #[test] functions"
+)]
+
+#[macro_use]
+mod common;
+
+use actix_web::test;
+use common::*;
+use serde_json::{Value, json};
+
+on_both_stores!(
+    disabling_ends_every_session_until_enabled,
+    only_permitted_callers_disable_accounts
+);
+
+fn patch_user(id: &str, token: &str, body: Value) -> test::TestRequest {
+    with_token(
+        test::TestRequest::patch().uri(&format!("/api/v1/users/{id}")),
+        token,
+    )
+    .set_json(body)
+}
+
+async fn disabling_ends_every_session_until_enabled(t: TestApp) {
+    create_admin(&t.state, "adam").await;
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    let admin = login(&app, "adam").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let zed = register(&app, "zed").await;
+    let id = zed["id"].as_str().unwrap();
+    let session = login(&app, "zed").await;
+
+    let reply = send(&app, patch_user(id, &admin, json!({"disabled": true}))).await;
+    assert_eq!(reply.status, 200, "{:#}", reply.body);
+    assert_eq!(reply.body["disabled"], true);
+    get(&app, "/api/v1/auth/me", session["access_token"].as_str())
+        .await
+        .problem(401, "invalid_token");
+    refresh(&app, &session["refresh_token"])
+        .await
+        .problem(401, "invalid_refresh_token");
+    // The right password learns the account is disabled; a wrong one learns nothing.
+    post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "zed", "password": PASSWORD}),
+    )
+    .await
+    .problem(403, "account_disabled");
+    post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"login": "zed", "password": "a wrong password"}),
+    )
+    .await
+    .problem(401, "invalid_credentials");
+
+    let reply = send(&app, patch_user(id, &admin, json!({"disabled": false}))).await;
+    assert_eq!(reply.body["disabled"], false);
+    // The old sessions stay revoked; signing in again works.
+    get(&app, "/api/v1/auth/me", session["access_token"].as_str())
+        .await
+        .problem(401, "invalid_token");
+    refresh(&app, &session["refresh_token"])
+        .await
+        .problem(401, "invalid_refresh_token");
+    assert_eq!(
+        get(
+            &app,
+            "/api/v1/auth/me",
+            login(&app, "zed").await["access_token"].as_str()
+        )
+        .await
+        .status,
+        200
+    );
+}
+
+async fn only_permitted_callers_disable_accounts(t: TestApp) {
+    create_admin(&t.state, "alma").await;
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    let admin_pair = login(&app, "alma").await;
+    let admin = admin_pair["access_token"].as_str().unwrap().to_owned();
+    let me = get(&app, "/api/v1/auth/me", Some(&admin)).await;
+    let admin_id = me.body["id"].as_str().unwrap().to_owned();
+    let plain = register(&app, "plain").await;
+    let plain_token = login(&app, "plain").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let plain_id = plain["id"].as_str().unwrap();
+
+    send(
+        &app,
+        patch_user(&admin_id, &admin, json!({"disabled": true})),
+    )
+    .await
+    .problem(409, "conflict");
+    send(
+        &app,
+        patch_user(plain_id, &plain_token, json!({"disabled": true})),
+    )
+    .await
+    .problem(403, "forbidden");
+    send(
+        &app,
+        test::TestRequest::patch()
+            .uri(&format!("/api/v1/users/{plain_id}"))
+            .set_json(json!({"disabled": true})),
+    )
+    .await
+    .problem(401, "unauthenticated");
+    let nobody = uuid::Uuid::now_v7().to_string();
+    send(&app, patch_user(&nobody, &admin, json!({"disabled": true})))
+        .await
+        .problem(404, "not_found");
+    send(
+        &app,
+        patch_user("not-an-id", &admin, json!({"disabled": true})),
+    )
+    .await
+    .problem(404, "not_found");
+    let reply = send(
+        &app,
+        patch_user(
+            plain_id,
+            &admin,
+            json!({"disabled": true, "roles": ["admin"]}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        reply.field_errors(),
+        vec![("roles".into(), "unknown_field".into())]
+    );
+    let reply = send(
+        &app,
+        patch_user(plain_id, &admin, json!({"disabled": "yes"})),
+    )
+    .await;
+    assert_eq!(
+        reply.field_errors(),
+        vec![("disabled".into(), "invalid_type".into())]
+    );
+
+    // A user administrator who holds less than the administrator cannot disable them.
+    let role = json!({"name": "user-admin", "description": "Disables accounts", "permissions": ["users:write"]});
+    let created = send(
+        &app,
+        with_token(test::TestRequest::post().uri("/api/v1/roles"), &admin).set_json(role),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let assign = format!("/api/v1/users/{plain_id}/roles/user-admin");
+    assert_eq!(
+        send(
+            &app,
+            with_token(test::TestRequest::put().uri(&assign), &admin)
+        )
+        .await
+        .status,
+        204
+    );
+    let refused = send(
+        &app,
+        patch_user(&admin_id, &plain_token, json!({"disabled": true})),
+    )
+    .await;
+    refused.problem(403, "forbidden");
+    let other = register(&app, "other_one").await;
+    let reply = send(
+        &app,
+        patch_user(
+            other["id"].as_str().unwrap(),
+            &plain_token,
+            json!({"disabled": true}),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:#}", reply.body);
+    // The administrator was not touched.
+    assert_eq!(get(&app, "/api/v1/auth/me", Some(&admin)).await.status, 200);
+}

@@ -6,4 +6,4 @@ mod secrets;
 
 pub use jwt::{JwtConfig, JwtConfigError, JwtTokens, KeyMaterial};
 pub use password::{Argon2Config, Argon2ConfigError, Argon2Hasher};
-pub use secrets::RandomSecrets;
+pub use secrets::{RandomSecrets, SealedCursors};

@@ -59,6 +59,47 @@ impl SecretGenerator for RandomSecrets {
     }
 }
 
+/// List cursors sealed with HMAC-SHA256 (truncated to 128 bits): `base64url(payload ‖ tag)`.
+#[derive(Clone)]
+pub struct SealedCursors {
+    key: SecretSlice<u8>,
+}
+
+impl std::fmt::Debug for SealedCursors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedCursors { key: [redacted] }")
+    }
+}
+
+const CURSOR_TAG_BYTES: usize = 16;
+
+impl SealedCursors {
+    /// Seals with `key` (derive it with [`RandomSecrets::derive_key`]).
+    pub fn new(key: SecretSlice<u8>) -> Self {
+        Self { key }
+    }
+}
+
+impl moments_domain::ports::CursorCodec for SealedCursors {
+    fn seal(&self, payload: &[u8]) -> String {
+        let tag = hmac_sha256(self.key.expose_secret(), payload);
+        let mut sealed = payload.to_vec();
+        sealed.extend_from_slice(&tag[..CURSOR_TAG_BYTES]);
+        URL_SAFE_NO_PAD.encode(sealed)
+    }
+
+    fn open(&self, cursor: &str) -> Option<Vec<u8>> {
+        let sealed = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+        let split = sealed.len().checked_sub(CURSOR_TAG_BYTES)?;
+        let (payload, tag) = sealed.split_at(split);
+        let mut mac = <Hmac<Sha256>>::new_from_slice(self.key.expose_secret()).ok()?;
+        mac.update(payload);
+        // Constant-time comparison of the truncated tag.
+        mac.verify_truncated_left(tag).ok()?;
+        Some(payload.to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +133,30 @@ mod tests {
         assert_eq!(a.as_bytes().len(), 32);
         assert_ne!(a.as_bytes(), token.expose().as_bytes());
         assert_ne!(a, s.digest("other"));
+    }
+
+    #[test]
+    fn cursors_open_only_when_untouched() {
+        use moments_domain::ports::CursorCodec as _;
+        let cursors =
+            SealedCursors::new(RandomSecrets::derive_key(b"material-0123456789", "cursor"));
+        let cursor = cursors.seal(b"users\0al\0alice");
+        assert_eq!(
+            cursors.open(&cursor).as_deref(),
+            Some(&b"users\0al\0alice"[..])
+        );
+        let mut bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap();
+        bytes[0] ^= 1;
+        assert_eq!(
+            cursors.open(&URL_SAFE_NO_PAD.encode(&bytes)),
+            None,
+            "edited payload"
+        );
+        assert_eq!(cursors.open(&cursor[..cursor.len() - 2]), None, "truncated");
+        assert_eq!(cursors.open(""), None);
+        assert_eq!(cursors.open("not base64 !"), None);
+        let other = SealedCursors::new(RandomSecrets::derive_key(b"other-material", "cursor"));
+        assert_eq!(other.open(&cursor), None, "another key");
     }
 
     #[test]

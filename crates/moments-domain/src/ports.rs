@@ -92,6 +92,15 @@ pub trait UserStore: Send + Sync {
     ) -> Result<(), InfraError>;
     /// The roles the account holds, with their permissions, sorted by name.
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
+    /// Up to `limit` accounts ordered by username, after `after` (exclusive), whose username or
+    /// case-folded e-mail starts with `prefix` (matched literally: `%` and `_` are not
+    /// wildcards). One indexed query.
+    async fn list_users(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, InfraError>;
     /// Disables or re-enables an account. `Ok(None)` when there is no such account.
     async fn set_disabled(
         &self,
@@ -254,6 +263,15 @@ pub trait SecretGenerator: Send + Sync {
     /// server secret, so every instance derives the same successor (a client retrying a refresh
     /// gets the very token already issued) and nobody without the key can compute it.
     fn successor(&self, token: &str) -> OpaqueToken;
+}
+
+/// Seals list cursors so clients cannot forge or alter them: `open` returns the payload only
+/// for a cursor this service sealed (with the same key).
+pub trait CursorCodec: Send + Sync {
+    /// An opaque, URL-safe cursor carrying `payload`.
+    fn seal(&self, payload: &[u8]) -> String;
+    /// The payload of a sealed cursor; `None` for anything tampered, truncated or made up.
+    fn open(&self, cursor: &str) -> Option<Vec<u8>>;
 }
 
 /// The current time.

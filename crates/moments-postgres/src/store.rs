@@ -22,7 +22,7 @@ use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
 use moments_domain::user::{NewUser, User};
-use moments_domain::value::{Email, PasswordHash, Username};
+use moments_domain::value::{Email, PasswordHash, Username, like_prefix_pattern};
 use uuid::Uuid;
 
 use crate::models::{
@@ -482,6 +482,42 @@ impl UserStore for PgStore {
                 .await
                 .map_err(db_error)?;
             load_roles(conn, &names).await.map_err(db_error)
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, InfraError> {
+        let pattern = prefix.map(like_prefix_pattern);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            let mut query = users::table.into_boxed();
+            if let Some(pattern) = &pattern {
+                query = query.filter(
+                    users::username
+                        .like(pattern.clone())
+                        .escape('\\')
+                        .or(users::email_key.like(pattern.clone()).escape('\\')),
+                );
+            }
+            if let Some(after) = after {
+                query = query.filter(users::username.gt(after.to_owned()));
+            }
+            query
+                .order(users::username)
+                .limit(limit)
+                .select(UserRow::as_select())
+                .load(conn)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .map(UserRow::into_domain)
+                .collect()
         })
         .await
     }

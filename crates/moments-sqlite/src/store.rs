@@ -20,7 +20,7 @@ use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
 use moments_domain::user::{NewUser, User};
-use moments_domain::value::{Email, PasswordHash, Username};
+use moments_domain::value::{Email, PasswordHash, Username, like_prefix_pattern};
 
 use crate::models::{
     NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow, parse_uuid,
@@ -412,6 +412,41 @@ impl UserStore for SqliteStore {
                 .load(conn)
                 .map_err(db_error)?;
             load_roles(conn, &names).map_err(db_error)
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<User>, InfraError> {
+        let pattern = prefix.map(like_prefix_pattern);
+        let after = after.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            let mut query = users::table.into_boxed();
+            if let Some(pattern) = &pattern {
+                query = query.filter(
+                    users::username
+                        .like(pattern.clone())
+                        .escape('\\')
+                        .or(users::email_key.like(pattern.clone()).escape('\\')),
+                );
+            }
+            if let Some(after) = after {
+                query = query.filter(users::username.gt(after));
+            }
+            query
+                .order(users::username)
+                .limit(limit)
+                .select(UserRow::as_select())
+                .load(conn)
+                .map_err(db_error)?
+                .into_iter()
+                .map(UserRow::into_domain)
+                .collect()
         })
         .await
     }

@@ -58,6 +58,7 @@ macro_rules! store_contract_tests {
             roles_are_assigned_and_removed_and_changes_listed,
             custom_roles_are_created_edited_and_deleted,
             accounts_are_disabled_and_enabled,
+            users_are_listed_by_literal_prefix_in_pages,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -895,4 +896,69 @@ pub async fn accounts_are_disabled_and_enabled(store: &StoreUnderTest) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Listing by prefix matches usernames and e-mail keys literally (`_` is no wildcard), and
+/// pages after a username join up without gaps or repeats.
+pub async fn users_are_listed_by_literal_prefix_in_pages(store: &StoreUnderTest) {
+    let p = unique("pre").replace('_', "");
+    for name in [
+        format!("{p}_b2"),
+        format!("{p}_a1"),
+        format!("{p}_c3"),
+        format!("{p}xa"),
+    ] {
+        store
+            .users
+            .create_user(new_user(&name, &format!("{name}@example.com")))
+            .await
+            .unwrap();
+    }
+    let by_mail = unique("mail");
+    store
+        .users
+        .create_user(new_user(&by_mail, &format!("{p}_mail@example.com")))
+        .await
+        .unwrap();
+
+    let prefix = format!("{p}_");
+    let all: Vec<String> = store
+        .users
+        .list_users(Some(&prefix), None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.username.to_string())
+        .collect();
+    let mut expected = vec![
+        format!("{p}_a1"),
+        format!("{p}_b2"),
+        format!("{p}_c3"),
+        by_mail.clone(),
+    ];
+    expected.sort();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, expected,
+        "`_` matched literally; e-mail prefixes match too"
+    );
+
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .users
+            .list_users(Some(&prefix), after.as_deref(), 2)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|u| u.username.to_string());
+        paged.extend(page.into_iter().map(|u| u.username.to_string()));
+    }
+    assert_eq!(paged, all, "pages join up in the store's order");
+    let everyone = store.users.list_users(None, None, 1000).await.unwrap();
+    assert!(everyone.len() >= 5);
 }

@@ -10,7 +10,7 @@ use crate::error::InfraError;
 use crate::grants::{CurrentGrants, Grant};
 use crate::ids::{RefreshTokenId, SessionId, UserId};
 use crate::ports::{
-    Clock, CreateRoleError, CreateUserError, IdGenerator, PasswordHasher, RoleChange,
+    Clock, CreateRoleError, CreateUserError, CursorCodec, IdGenerator, PasswordHasher, RoleChange,
     SecretGenerator, SessionStore, TokenError, TokenIssuer, TokenVerifier, UserStore,
 };
 use crate::revocation::RevocationList;
@@ -184,6 +184,26 @@ pub enum DisableError {
     Infra(#[from] InfraError),
 }
 
+/// A page of a list, with the cursor of the next page (`None` on the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Where the next page starts, sealed; `None` when this is the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Why a list could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    /// The cursor was not issued by this service for this list and query.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// Infrastructure failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
 /// Why a password change failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ChangePasswordError {
@@ -246,6 +266,8 @@ pub struct AccountPorts {
     pub clock: Arc<dyn Clock>,
     /// Identifiers.
     pub ids: Arc<dyn IdGenerator>,
+    /// List cursors.
+    pub cursors: Arc<dyn CursorCodec>,
 }
 
 impl std::fmt::Debug for AccountPorts {
@@ -387,6 +409,54 @@ impl AccountService {
             roles,
             permissions,
         })
+    }
+
+    /// Accounts by username, `limit` a page, optionally those whose username or e-mail starts
+    /// with `query` (case-insensitive). Keyset pagination: the cursor carries the last username,
+    /// sealed and bound to the query, so a page deep in the list costs what the first costs and
+    /// a cursor cannot be altered or reused for another query.
+    pub async fn list_users(
+        &self,
+        query: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<User>, ListError> {
+        let prefix = query.map(|q| q.trim().to_lowercase()).unwrap_or_default();
+        let after = match cursor {
+            None => None,
+            Some(cursor) => {
+                let payload = self
+                    .ports
+                    .cursors
+                    .open(cursor)
+                    .ok_or(ListError::InvalidCursor)?;
+                let payload = String::from_utf8(payload).map_err(|_| ListError::InvalidCursor)?;
+                let mut parts = payload.splitn(3, '\0');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("users"), Some(bound), Some(after)) if bound == prefix => {
+                        Some(after.to_owned())
+                    }
+                    _ => return Err(ListError::InvalidCursor),
+                }
+            }
+        };
+        let filter = (!prefix.is_empty()).then_some(prefix.as_str());
+        let mut items = self
+            .ports
+            .users
+            .list_users(filter, after.as_deref(), limit + 1)
+            .await?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| {
+                self.ports
+                    .cursors
+                    .seal(format!("users\0{prefix}\0{}", last.username).as_bytes())
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
     }
 
     /// Disables or re-enables an account. The caller must hold every permission the account

@@ -247,6 +247,8 @@ required_permissions! {
     RolesAssign = "roles:assign";
     /// `roles:write`.
     RolesWrite = "roles:write";
+    /// `users:read`.
+    UsersRead = "users:read";
     /// `users:write`.
     UsersWrite = "users:write";
 }

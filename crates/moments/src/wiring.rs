@@ -8,7 +8,9 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use chrono::TimeDelta;
-use moments_crypto::{Argon2Hasher, JwtConfig, JwtTokens, KeyMaterial, RandomSecrets};
+use moments_crypto::{
+    Argon2Hasher, JwtConfig, JwtTokens, KeyMaterial, RandomSecrets, SealedCursors,
+};
 use moments_domain::account::AccountPorts;
 use moments_domain::ports::{
     Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore, UuidV7Generator,
@@ -174,6 +176,7 @@ pub fn build_state_with_clock(
     // Refresh-token successors are keyed with material every instance shares.
     let successor_key =
         RandomSecrets::derive_key(keys.secret_material(), "moments/refresh-token-successor/v1");
+    let cursor_key = RandomSecrets::derive_key(keys.secret_material(), "moments/list-cursor/v1");
     let tokens = Arc::new(JwtTokens::new(
         JwtConfig {
             keys,
@@ -196,6 +199,7 @@ pub fn build_state_with_clock(
             secrets: Arc::new(RandomSecrets::new(successor_key)),
             clock,
             ids,
+            cursors: Arc::new(SealedCursors::new(cursor_key)),
         },
         SessionPolicy {
             refresh_token_ttl: config.refresh_token_ttl,

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 on_both_stores!(
     disabling_ends_every_session_until_enabled,
-    only_permitted_callers_disable_accounts
+    only_permitted_callers_disable_accounts,
+    accounts_are_listed_and_searched_in_sealed_pages,
 );
 
 fn patch_user(id: &str, token: &str, body: Value) -> test::TestRequest {
@@ -187,4 +188,99 @@ async fn only_permitted_callers_disable_accounts(t: TestApp) {
     assert_eq!(reply.status, 200, "{:#}", reply.body);
     // The administrator was not touched.
     assert_eq!(get(&app, "/api/v1/auth/me", Some(&admin)).await.status, 200);
+}
+
+async fn accounts_are_listed_and_searched_in_sealed_pages(t: TestApp) {
+    create_admin(&t.state, "anna").await;
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    let admin = login(&app, "anna").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut names: Vec<String> = (0..25).map(|i| format!("list_{i:02}")).collect();
+    for name in &names {
+        register(&app, name).await;
+    }
+    register(&app, "listless").await; // matches "list" but not "list_"
+    names.sort();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/users?q=LIST_&limit=10&cursor={c}"),
+            None => "/api/v1/users?q=LIST_&limit=10".to_owned(),
+        };
+        let reply = get(&app, &path, Some(&admin)).await;
+        assert_eq!(reply.status, 200, "{:#}", reply.body);
+        pages += 1;
+        for item in reply.body["items"].as_array().unwrap() {
+            assert!(item["email"].is_string() && item["disabled"] == false);
+            seen.push(item["username"].as_str().unwrap().to_owned());
+        }
+        match reply.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, names, "every match once, no other account");
+
+    // By e-mail prefix, any case.
+    let reply = get(&app, "/api/v1/users?q=LIST_03%40EX", Some(&admin)).await;
+    let found: Vec<&str> = reply.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["list_03"]);
+
+    // Bad limits and cursors name their field.
+    for (query, field, code) in [
+        ("limit=0", "limit", "out_of_range"),
+        ("limit=101", "limit", "out_of_range"),
+        ("limit=ten", "limit", "invalid_type"),
+        ("cursor=bm90LWEtY3Vyc29y", "cursor", "invalid_cursor"),
+    ] {
+        let reply = get(&app, &format!("/api/v1/users?{query}"), Some(&admin)).await;
+        assert_eq!(
+            reply.field_errors(),
+            vec![(field.to_owned(), code.to_owned())],
+            "{query}"
+        );
+    }
+    let first = get(&app, "/api/v1/users?q=list_&limit=2", Some(&admin)).await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let mut tampered = cursor.clone().into_bytes();
+    tampered[0] = if tampered[0] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    for path in [
+        format!("/api/v1/users?q=list_&cursor={tampered}"),
+        format!("/api/v1/users?q=anna&cursor={cursor}"),
+        format!("/api/v1/users?cursor={}", &cursor[..cursor.len() - 3]),
+    ] {
+        let reply = get(&app, &path, Some(&admin)).await;
+        assert_eq!(
+            reply.field_errors(),
+            vec![("cursor".to_owned(), "invalid_cursor".to_owned())],
+            "{path}"
+        );
+    }
+
+    // Access: users:read only.
+    get(&app, "/api/v1/users", None)
+        .await
+        .problem(401, "unauthenticated");
+    let plain = login(&app, "list_00").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    get(&app, "/api/v1/users", Some(&plain))
+        .await
+        .problem(403, "forbidden");
 }

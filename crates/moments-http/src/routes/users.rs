@@ -1,20 +1,23 @@
-//! `/users`: administration of accounts. So far: disabling and enabling, assigning and removing
-//! roles.
+//! `/users`: administration of accounts: listing and searching, disabling and enabling,
+//! assigning and removing roles.
 
-use actix_web::{HttpResponse, web};
-use moments_domain::account::{DisableError, RoleAssignmentError};
+use std::collections::HashMap;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use moments_domain::account::{DisableError, ListError, RoleAssignmentError};
 use moments_domain::authz::RoleName;
 use moments_domain::ids::UserId;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Permitted, RolesAssign, UsersWrite};
+use crate::extract::{ApiJson, Permitted, RolesAssign, UsersRead, UsersWrite};
 use crate::problem::{self, Problem};
 use crate::routes::auth::UserResponse;
 use crate::routes::endpoint;
+use crate::validation::Fields;
 
 fn role_change_error(e: RoleAssignmentError) -> ApiError {
     match e {
@@ -86,6 +89,88 @@ pub async fn remove_role(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A page of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    /// Accounts by username.
+    pub items: Vec<UserResponse>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Default page size.
+pub const DEFAULT_LIMIT: usize = 20;
+/// Largest page size.
+pub const MAX_LIMIT: usize = 100;
+
+/// `?limit=` as the API guide defines it: 1..=100, default 20; anything else is a 422 naming it.
+pub(crate) fn page_limit(fields: &mut Fields, raw: Option<&String>) -> usize {
+    match raw.map(|r| r.parse::<usize>()) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(Ok(_)) => {
+            fields.reject(
+                "limit",
+                "out_of_range",
+                format!("must be from 1 to {MAX_LIMIT}"),
+            );
+            DEFAULT_LIMIT
+        }
+        Some(Err(_)) => {
+            fields.reject("limit", "invalid_type", "must be a whole number");
+            DEFAULT_LIMIT
+        }
+    }
+}
+
+/// List and search accounts (keyset pagination by username).
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "users", operation_id = "list_users",
+    params(
+        ("q" = Option<String>, Query, description = "Username or e-mail prefix, case-insensitive"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses((status = 200, description = "A page of accounts", body = UserPage)),
+    security(("bearer" = ["users:read"])),
+)]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    _caller: Permitted<UsersRead>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query =
+        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
+            ApiError::new(
+                &problem::MALFORMED_REQUEST,
+                format!("the query string is malformed: {e}"),
+            )
+        })?;
+    let mut fields = Fields::default();
+    let limit = page_limit(&mut fields, query.get("limit"));
+    fields.finish()?;
+    let page = state
+        .accounts
+        .list_users(
+            query.get("q").map(String::as_str),
+            query.get("cursor").map(String::as_str),
+            limit,
+        )
+        .await
+        .map_err(|e| match e {
+            ListError::InvalidCursor => ApiError::field(
+                "cursor",
+                "invalid_cursor",
+                "was not issued by this server for this list",
+            ),
+            ListError::Infra(e) => e.into(),
+        })?;
+    Ok(HttpResponse::Ok().json(UserPage {
+        items: page.items.iter().map(UserResponse::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
 /// An administrator's change to an account.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -138,7 +223,8 @@ pub async fn update_user(
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/users/{id}").route(web::patch().to(update_user)))
+    cfg.service(endpoint("/users").route(web::get().to(list_users)))
+        .service(endpoint("/users/{id}").route(web::patch().to(update_user)))
         .service(
             endpoint("/users/{id}/roles/{role}")
                 .route(web::put().to(assign_role))

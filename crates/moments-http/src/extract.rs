@@ -185,18 +185,27 @@ impl FromRequest for Authenticated {
     /// session's use, which writes at most once a minute per session. A failed write is logged
     /// and does not fail the request.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let authenticated = authenticate(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let authenticated = authenticated?;
-            if let Some(state) = state
-                && let Err(e) = state.accounts.touch(&authenticated.0).await
-            {
-                tracing::warn!(error = %e, "could not record session use");
-            }
-            Ok(authenticated)
-        })
+        authorized(req, authenticate(req))
     }
+}
+
+/// Finishes an authorization decided synchronously: a refusal is ready on the first poll, so
+/// it wins over the errors of later extractors (a body that fails validation must not answer
+/// before "who are you?"); an acceptance then records the session's use.
+fn authorized<T: From<Authenticated> + 'static>(
+    req: &HttpRequest,
+    decision: Result<Authenticated, ApiError>,
+) -> Pin<Box<dyn Future<Output = Result<T, ApiError>>>> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    Box::pin(async move {
+        let authenticated = decision?;
+        if let Some(state) = state
+            && let Err(e) = state.accounts.touch(&authenticated.0).await
+        {
+            tracing::warn!(error = %e, "could not record session use");
+        }
+        Ok(T::from(authenticated))
+    })
 }
 
 fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
@@ -269,19 +278,24 @@ impl<P: RequiredPermission + 'static> FromRequest for Permitted<P> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let authenticated = Authenticated::from_request(req, payload);
-        Box::pin(async move {
-            let Authenticated(actor) = authenticated.await?;
-            if actor.has_permission(P::NAME) {
-                Ok(Self(actor, std::marker::PhantomData))
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let decision = authenticate(req).and_then(|authenticated| {
+            if authenticated.0.has_permission(P::NAME) {
+                Ok(authenticated)
             } else {
                 Err(ApiError::new(
                     &problem::FORBIDDEN,
                     format!("this action needs the permission {}", P::NAME),
                 ))
             }
-        })
+        });
+        authorized(req, decision)
+    }
+}
+
+impl<P> From<Authenticated> for Permitted<P> {
+    fn from(Authenticated(actor): Authenticated) -> Self {
+        Self(actor, std::marker::PhantomData)
     }
 }
 

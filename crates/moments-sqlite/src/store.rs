@@ -637,10 +637,7 @@ impl UserStore for SqliteStore {
                     .map_err(db_error)
             })
             .await?;
-        rows.into_iter()
-            .filter_map(|(id, at)| Some((id, at?)))
-            .map(|(id, at)| Ok((UserId::from_uuid(parse_uuid(&id)?), at.and_utc())))
-            .collect()
+        stamped(rows)
     }
 
     async fn find_role(&self, name: &RoleName) -> Result<Option<Role>, InfraError> {
@@ -855,10 +852,7 @@ impl SessionStore for SqliteStore {
                     .map_err(db_error)
             })
             .await?;
-        rows.into_iter()
-            .filter_map(|(id, at)| Some((id, at?)))
-            .map(|(id, at)| Ok((SessionId::from_uuid(parse_uuid(&id)?), at.and_utc())))
-            .collect()
+        stamped(rows)
     }
 
     async fn touch_session(&self, id: SessionId, at: DateTime<Utc>) -> Result<(), InfraError> {
@@ -877,6 +871,16 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+}
+
+/// `(id, time)` rows of a "changed since" query as domain ids; rows without a time are skipped.
+fn stamped<T: From<uuid::Uuid>>(
+    rows: Vec<(String, Option<chrono::NaiveDateTime>)>,
+) -> Result<Vec<(T, DateTime<Utc>)>, InfraError> {
+    rows.into_iter()
+        .filter_map(|(id, at)| Some((id, at?)))
+        .map(|(id, at)| Ok((T::from(parse_uuid(&id)?), at.and_utc())))
+        .collect()
 }
 
 fn session_ids(ids: Vec<String>) -> Result<Vec<SessionId>, InfraError> {

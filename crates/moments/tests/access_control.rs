@@ -3,7 +3,6 @@
 //! may do is read from the document's own security declarations, so a new route is covered the
 //! day it is added: no unexpected success, and every refusal is a 401 or 403 problem.
 
-
 mod common;
 
 use actix_web::http::Method;

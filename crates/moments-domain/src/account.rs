@@ -411,6 +411,16 @@ impl AccountService {
         })
     }
 
+    /// An account's public profile; `None` for unknown (and disabled) accounts.
+    pub async fn public_profile(&self, id: UserId) -> Result<Option<User>, InfraError> {
+        Ok(self
+            .ports
+            .users
+            .find_user_by_id(id)
+            .await?
+            .filter(|user| !user.disabled))
+    }
+
     /// Accounts by username, `limit` a page, optionally those whose username or e-mail starts
     /// with `query` (case-insensitive). Keyset pagination: the cursor carries the last username,
     /// sealed and bound to the query, so a page deep in the list costs what the first costs and

@@ -27,7 +27,7 @@ use crate::routes::{auth, ops, roles, users};
         auth::change_password, auth::list_sessions, auth::revoke_session,
         roles::list_permissions, roles::list_roles, roles::get_role,
         roles::create_role, roles::update_role, roles::delete_role,
-        users::list_users, users::update_user, users::assign_role, users::remove_role,
+        users::list_users, users::get_user, users::update_user, users::assign_role, users::remove_role,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),
     components(schemas(Problem, FieldError)),

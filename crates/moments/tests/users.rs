@@ -17,6 +17,7 @@ on_both_stores!(
     disabling_ends_every_session_until_enabled,
     only_permitted_callers_disable_accounts,
     accounts_are_listed_and_searched_in_sealed_pages,
+    public_profiles_show_only_public_fields,
 );
 
 fn patch_user(id: &str, token: &str, body: Value) -> test::TestRequest {
@@ -283,4 +284,36 @@ async fn accounts_are_listed_and_searched_in_sealed_pages(t: TestApp) {
     get(&app, "/api/v1/users", Some(&plain))
         .await
         .problem(403, "forbidden");
+}
+
+async fn public_profiles_show_only_public_fields(t: TestApp) {
+    create_admin(&t.state, "amos").await;
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    let pia = register(&app, "pia_public").await;
+    let id = pia["id"].as_str().unwrap();
+    let reply = get(&app, &format!("/api/v1/users/{id}"), None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body,
+        json!({"id": id, "username": "pia_public", "display_name": null, "created_at": pia["created_at"]})
+    );
+    for missing in [uuid::Uuid::now_v7().to_string(), "not-an-id".to_owned()] {
+        get(&app, &format!("/api/v1/users/{missing}"), None)
+            .await
+            .problem(404, "not_found");
+    }
+    // A disabled account is not shown.
+    let admin = login(&app, "amos").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        send(&app, patch_user(id, &admin, json!({"disabled": true})))
+            .await
+            .status,
+        200
+    );
+    get(&app, &format!("/api/v1/users/{id}"), None)
+        .await
+        .problem(404, "not_found");
 }

@@ -89,6 +89,50 @@ pub async fn remove_role(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// What anyone may see of an account.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicUserResponse {
+    /// The account's id.
+    pub id: Uuid,
+    /// Username.
+    pub username: String,
+    /// Display name, or null.
+    pub display_name: Option<String>,
+    /// When the account was created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An account's public profile.
+#[utoipa::path(
+    get, path = "/api/v1/users/{id}", tag = "users", operation_id = "get_user",
+    params(("id" = Uuid, Path, description = "The user")),
+    responses(
+        (status = 200, description = "The public profile", body = PublicUserResponse),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
+pub async fn get_user(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::new(&problem::NOT_FOUND, "no such user");
+    let id = Uuid::parse_str(&id)
+        .map(UserId::from_uuid)
+        .map_err(|_| not_found())?;
+    let user = state
+        .accounts
+        .public_profile(id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(PublicUserResponse {
+        id: user.id.as_uuid(),
+        username: user.username.as_str().to_owned(),
+        display_name: user.display_name,
+        created_at: user.created_at,
+    }))
+}
+
 /// A page of accounts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserPage {
@@ -224,7 +268,11 @@ pub async fn update_user(
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/users").route(web::get().to(list_users)))
-        .service(endpoint("/users/{id}").route(web::patch().to(update_user)))
+        .service(
+            endpoint("/users/{id}")
+                .route(web::get().to(get_user))
+                .route(web::patch().to(update_user)),
+        )
         .service(
             endpoint("/users/{id}/roles/{role}")
                 .route(web::put().to(assign_role))

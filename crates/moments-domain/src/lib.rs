@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod account;
+pub mod admin;
 pub mod authz;
 pub mod error;
 pub mod grants;

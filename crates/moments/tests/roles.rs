@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::test;
 use common::*;
-use moments_domain::account::{Actor, RoleAssignmentError};
+use moments_domain::account::Actor;
+use moments_domain::admin::RoleAssignmentError;
 use moments_domain::authz::{Permission, RoleName, builtin_roles, catalogue};
 use moments_domain::ids::{SessionId, UserId};
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! `/permissions` and `/roles`: the permission catalogue and the roles made of it.
 
 use actix_web::{HttpResponse, web};
-use moments_domain::account::RoleEditError;
+use moments_domain::admin::RoleEditError;
 use moments_domain::authz::{Permission, Role, RoleName, catalogue};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use moments_domain::account::{DisableError, ListError, RoleAssignmentError};
+use moments_domain::admin::{DisableError, ListError, RoleAssignmentError};
 use moments_domain::authz::RoleName;
 use moments_domain::ids::UserId;
 use serde::{Deserialize, Serialize};

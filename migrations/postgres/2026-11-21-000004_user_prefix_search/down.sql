@@ -1,0 +1,2 @@
+DROP INDEX users_email_key_pattern_idx;
+DROP INDEX users_username_pattern_idx;

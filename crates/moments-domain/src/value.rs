@@ -47,20 +47,6 @@ fn check_length(len: usize, min: usize, max: usize) -> Result<(), InvalidValue> 
     Ok(())
 }
 
-/// A `LIKE` pattern matching strings that start with `prefix` literally: `\`, `%` and `_` are
-/// escaped with `\` (use `ESCAPE '\'`).
-pub fn like_prefix_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 /// A username: 3 to 32 characters of `[a-z0-9_]` after NFKC normalisation and lowercasing.
 ///
 /// Usernames are unique; because they are stored normalised, `Alice` and `alice` collide.

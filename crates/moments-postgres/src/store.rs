@@ -22,11 +22,12 @@ use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
 use moments_domain::user::{NewUser, User};
-use moments_domain::value::{Email, PasswordHash, Username, like_prefix_pattern};
+use moments_domain::value::{Email, PasswordHash, Username};
 use uuid::Uuid;
 
 use crate::models::{
     NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow,
+    like_prefix_pattern,
 };
 use crate::schema::{
     password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users,
@@ -301,6 +302,13 @@ async fn insert_permissions(
             .await?;
     }
     Ok(())
+}
+
+/// `(id, time)` rows of a "changed since" query as domain ids; rows without a time are skipped.
+fn stamped<T: From<Uuid>>(rows: Vec<(Uuid, Option<DateTime<Utc>>)>) -> Vec<(T, DateTime<Utc>)> {
+    rows.into_iter()
+        .filter_map(|(id, at)| Some((T::from(id), at?)))
+        .collect()
 }
 
 /// Records an authorization change for every holder of the role.
@@ -714,11 +722,7 @@ impl UserStore for PgStore {
                 .select((users::id, users::authz_changed_at))
                 .load::<(Uuid, Option<DateTime<Utc>>)>(conn)
                 .await
-                .map(|rows| {
-                    rows.into_iter()
-                        .filter_map(|(id, at)| Some((UserId::from_uuid(id), at?)))
-                        .collect()
-                })
+                .map(stamped)
                 .map_err(db_error)
         })
         .await
@@ -941,11 +945,7 @@ impl SessionStore for PgStore {
                 .select((sessions::id, sessions::revoked_at))
                 .load::<(Uuid, Option<DateTime<Utc>>)>(conn)
                 .await
-                .map(|rows| {
-                    rows.into_iter()
-                        .filter_map(|(id, at)| Some((SessionId::from_uuid(id), at?)))
-                        .collect()
-                })
+                .map(stamped)
                 .map_err(db_error)
         })
         .await

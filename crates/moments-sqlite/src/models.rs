@@ -138,3 +138,17 @@ impl RefreshTokenRow {
         Ok(RefreshTokenId::from_uuid(parse_uuid(&self.id)?))
     }
 }
+
+/// A `LIKE` pattern matching strings that start with `prefix` literally: `\`, `%` and `_` are
+/// escaped with `\` (use `ESCAPE '\'`).
+pub(crate) fn like_prefix_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}

@@ -20,11 +20,11 @@ use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
 use moments_domain::user::{NewUser, User};
-use moments_domain::value::{Email, PasswordHash, Username, like_prefix_pattern};
+use moments_domain::value::{Email, PasswordHash, Username};
 
 use crate::models::{
-    NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow, parse_uuid,
-    uuid_text,
+    NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow,
+    like_prefix_pattern, parse_uuid, uuid_text,
 };
 use crate::schema::{
     password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users,

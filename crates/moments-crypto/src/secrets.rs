@@ -3,6 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac as _};
+use moments_domain::api_key::KEY_PREFIX;
 use moments_domain::ports::SecretGenerator;
 use moments_domain::session::{OpaqueToken, TokenDigest};
 use secrecy::{ExposeSecret as _, SecretSlice};
@@ -10,23 +11,30 @@ use sha2::{Digest, Sha256};
 
 /// 256-bit random tokens, base64url-encoded, stored as SHA-256 digests. A slow hash is not
 /// needed: the tokens carry 256 bits of entropy, so their digests cannot be reversed by guessing.
-/// Successors are HMAC-SHA256 of the predecessor under the successor key.
+/// Successors are HMAC-SHA256 of the predecessor under the successor key. API keys (`mk_` and
+/// 256 random bits) are stored as HMAC-SHA256 under a separate key, so a copy of the key table
+/// is useless without the server secret.
 #[derive(Clone)]
 pub struct RandomSecrets {
     successor_key: SecretSlice<u8>,
+    api_key_key: SecretSlice<u8>,
 }
 
 impl std::fmt::Debug for RandomSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RandomSecrets { successor_key: [redacted] }")
+        f.write_str("RandomSecrets { keys: [redacted] }")
     }
 }
 
 impl RandomSecrets {
-    /// Uses `successor_key` (at least 32 bytes of secret material shared by every instance) to
-    /// derive successors.
-    pub fn new(successor_key: SecretSlice<u8>) -> Self {
-        Self { successor_key }
+    /// Uses `successor_key` to derive refresh-token successors and `api_key_key` to hash API
+    /// keys: each at least 32 bytes of secret material shared by every instance (derive them
+    /// with [`RandomSecrets::derive_key`]).
+    pub fn new(successor_key: SecretSlice<u8>, api_key_key: SecretSlice<u8>) -> Self {
+        Self {
+            successor_key,
+            api_key_key,
+        }
     }
 
     /// Derives a purpose-specific key from secret material (HMAC-SHA256 with a label), so one
@@ -56,6 +64,27 @@ impl SecretGenerator for RandomSecrets {
     fn successor(&self, token: &str) -> OpaqueToken {
         let mac = hmac_sha256(self.successor_key.expose_secret(), token.as_bytes());
         OpaqueToken::new(URL_SAFE_NO_PAD.encode(mac))
+    }
+
+    fn api_key(&self) -> OpaqueToken {
+        let bytes: [u8; 32] = rand::random();
+        OpaqueToken::new(format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    fn keyed_digest(&self, key: &str) -> TokenDigest {
+        TokenDigest::from_bytes(hmac_sha256(
+            self.api_key_key.expose_secret(),
+            key.as_bytes(),
+        ))
+    }
+
+    fn verify_keyed_digest(&self, key: &str, digest: &TokenDigest) -> bool {
+        let Ok(mut mac) = <Hmac<Sha256>>::new_from_slice(self.api_key_key.expose_secret()) else {
+            return false;
+        };
+        mac.update(key.as_bytes());
+        // Constant-time: the time taken does not depend on where the digests differ.
+        mac.verify_slice(digest.as_bytes()).is_ok()
     }
 }
 
@@ -106,10 +135,50 @@ mod tests {
     use std::collections::HashSet;
 
     fn secrets() -> RandomSecrets {
-        RandomSecrets::new(RandomSecrets::derive_key(
-            b"material-0123456789-0123456789",
-            "test",
-        ))
+        let material = b"material-0123456789-0123456789";
+        RandomSecrets::new(
+            RandomSecrets::derive_key(material, "test"),
+            RandomSecrets::derive_key(material, "test-api-key"),
+        )
+    }
+
+    #[test]
+    fn api_keys_are_well_formed_distinct_and_verify_only_against_their_own_digest() {
+        let s = secrets();
+        let keys: HashSet<String> = (0..1000).map(|_| s.api_key().expose().to_owned()).collect();
+        assert_eq!(keys.len(), 1000);
+        for key in keys.iter().take(20) {
+            assert!(
+                moments_domain::api_key::lookup_prefix(key).is_some(),
+                "{key}"
+            );
+            let digest = s.keyed_digest(key);
+            assert!(s.verify_keyed_digest(key, &digest));
+            let mut other = key.clone();
+            other.pop();
+            other.push(if key.ends_with('A') { 'B' } else { 'A' });
+            assert!(!s.verify_keyed_digest(&other, &digest));
+            assert!(!s.verify_keyed_digest(key, &TokenDigest::from_bytes(vec![0; 32])));
+            assert!(!s.verify_keyed_digest(key, &TokenDigest::from_bytes(Vec::new())));
+        }
+    }
+
+    #[test]
+    fn api_key_digests_depend_on_the_server_secret() {
+        let key = secrets().api_key();
+        let other = RandomSecrets::new(
+            RandomSecrets::derive_key(b"material-0123456789-0123456789", "test"),
+            RandomSecrets::derive_key(b"another-secret-0123456789-0123", "test-api-key"),
+        );
+        assert_ne!(
+            secrets().keyed_digest(key.expose()),
+            other.keyed_digest(key.expose())
+        );
+        // Not a plain SHA-256 of the key either.
+        assert_ne!(
+            secrets().keyed_digest(key.expose()),
+            secrets().digest(key.expose())
+        );
     }
 
     #[test]
@@ -167,10 +236,10 @@ mod tests {
         assert_eq!(next.expose(), s.successor(token.expose()).expose());
         assert_ne!(next.expose(), token.expose());
         assert_eq!(URL_SAFE_NO_PAD.decode(next.expose()).unwrap().len(), 32);
-        let other_key = RandomSecrets::new(RandomSecrets::derive_key(
-            b"other-material-0123456789",
-            "test",
-        ));
+        let other_key = RandomSecrets::new(
+            RandomSecrets::derive_key(b"other-material-0123456789", "test"),
+            RandomSecrets::derive_key(b"other-material-0123456789", "test-api-key"),
+        );
         assert_ne!(next.expose(), other_key.successor(token.expose()).expose());
         // Labels separate purposes.
         let m = b"material-0123456789-0123456789";

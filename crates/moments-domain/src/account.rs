@@ -4,14 +4,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
 
+use crate::audit::{AuditEvent, AuditKind};
 use crate::authz::{DEFAULT_ROLE, Permission, RoleName};
 use crate::error::InfraError;
 use crate::grants::{CurrentGrants, Grant};
-use crate::ids::{RefreshTokenId, SessionId, UserId};
+use crate::ids::{ApiKeyId, RefreshTokenId, SessionId, UserId};
 use crate::ports::{
-    Clock, CreateUserError, CursorCodec, IdGenerator, PasswordHasher, SecretGenerator,
-    SessionStore, TokenError, TokenIssuer, TokenVerifier, UserStore,
+    ApiKeyStore, AuditStore, Clock, CreateUserError, CursorCodec, IdGenerator, PasswordHasher,
+    SecretGenerator, SessionStore, TokenError, TokenIssuer, TokenVerifier, UserStore,
 };
 use crate::revocation::RevocationList;
 use crate::session::{
@@ -153,23 +155,49 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// How the caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Credential {
+    /// An access token of this session.
+    Session(SessionId),
+    /// This API key.
+    ApiKey(ApiKeyId),
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// The user.
     pub user_id: UserId,
-    /// The session the access token belongs to.
-    pub session_id: SessionId,
-    /// Roles granted when the token was issued.
+    /// The session or API key the request came with.
+    pub credential: Credential,
+    /// Roles the caller acts with (empty for an API key, which acts with its scopes).
     pub roles: Vec<RoleName>,
-    /// Permissions granted when the token was issued.
+    /// What the caller may do now: the token's grants (or the user's current ones after a
+    /// change), or a key's scopes intersected with its owner's current permissions.
     pub permissions: Vec<Permission>,
+    /// Where the request came from, for the audit log.
+    pub client: ClientInfo,
 }
 
 impl Actor {
     /// Whether the caller holds the permission (`resource:action`).
     pub fn has_permission(&self, name: &str) -> bool {
         self.permissions.iter().any(|p| p.as_str() == name)
+    }
+
+    /// The session, when the caller came with an access token.
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self.credential {
+            Credential::Session(id) => Some(id),
+            Credential::ApiKey(_) => None,
+        }
+    }
+
+    /// The same caller, with the request's origin.
+    #[must_use]
+    pub fn with_client(self, client: ClientInfo) -> Self {
+        Self { client, ..self }
     }
 }
 
@@ -186,6 +214,10 @@ pub struct AccountPorts {
     pub issuer: Arc<dyn TokenIssuer>,
     /// Access-token verification.
     pub verifier: Arc<dyn TokenVerifier>,
+    /// API keys.
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
     /// Refresh-token generation and digests.
     pub secrets: Arc<dyn SecretGenerator>,
     /// Time.
@@ -209,8 +241,9 @@ pub struct AccountService {
     policy: SessionPolicy,
     revocations: Arc<RevocationList>,
     pub(crate) grants: Arc<CurrentGrants>,
-    /// When each session's last use was last written, to write it at most once a minute.
-    touched: Arc<Mutex<HashMap<SessionId, DateTime<Utc>>>>,
+    /// When each session's or key's last use was last written, to write it at most once a
+    /// minute.
+    touched: Arc<Mutex<HashMap<Credential, DateTime<Utc>>>>,
 }
 
 /// How often a session's last use is written at most.
@@ -258,32 +291,28 @@ impl AccountService {
         TimeDelta::seconds(ports.issuer.access_token_ttl_seconds()) + ACCESS_TOKEN_LEEWAY
     }
 
-    /// Revokes a session and refuses its access tokens on this instance at once.
-    async fn revoke_one(&self, id: SessionId, now: DateTime<Utc>) -> Result<(), InfraError> {
-        self.ports.sessions.revoke_session(id, now).await?;
-        self.revocations
-            .merge([(id, now)], now - Self::horizon(&self.ports));
+    /// Revokes a session (recording `event` with it) and refuses its access tokens on this
+    /// instance at once.
+    async fn revoke_one(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        event: Option<&AuditEvent>,
+    ) -> Result<(), InfraError> {
+        self.ports.sessions.revoke_session(id, now, event).await?;
+        self.refuse_sessions(vec![id], now);
         Ok(())
     }
 
-    /// Revokes a user's sessions but `keep`, refusing their access tokens here at once.
-    pub(crate) async fn revoke_all(
-        &self,
-        user: UserId,
-        keep: Option<SessionId>,
-        now: DateTime<Utc>,
-    ) -> Result<usize, InfraError> {
-        let revoked = self
-            .ports
-            .sessions
-            .revoke_user_sessions(user, keep, now)
-            .await?;
+    /// Refuses the access tokens of sessions just revoked, on this instance at once (the others
+    /// learn it from their next poll).
+    pub(crate) fn refuse_sessions(&self, revoked: Vec<SessionId>, now: DateTime<Utc>) -> usize {
         let count = revoked.len();
         self.revocations.merge(
             revoked.into_iter().map(|id| (id, now)),
             now - Self::horizon(&self.ports),
         );
-        Ok(count)
+        count
     }
 
     /// Fetches the sessions revoked (by any instance) since the last look, so their access
@@ -337,20 +366,26 @@ impl AccountService {
         })
     }
 
-    /// Records that the actor's session was used, at most once a minute per session.
+    /// Records that the actor's session or API key was used, at most once a minute per
+    /// session or key (for keys, across all instances).
     pub async fn touch(&self, actor: &Actor) -> Result<(), InfraError> {
         let now = self.ports.clock.now();
         {
             let mut touched = self.touched.lock().unwrap_or_else(PoisonError::into_inner);
-            match touched.get(&actor.session_id) {
+            match touched.get(&actor.credential) {
                 Some(at) if now - *at < TOUCH_INTERVAL => return Ok(()),
-                _ => touched.insert(actor.session_id, now),
+                _ => touched.insert(actor.credential, now),
             };
         }
-        self.ports
-            .sessions
-            .touch_session(actor.session_id, now)
-            .await
+        match actor.credential {
+            Credential::Session(id) => self.ports.sessions.touch_session(id, now).await,
+            Credential::ApiKey(id) => {
+                self.ports
+                    .keys
+                    .touch_api_key(id, now, now - TOUCH_INTERVAL)
+                    .await
+            }
+        }
     }
 
     /// Creates an account with the default role. The password is hashed off the executor.
@@ -408,13 +443,28 @@ impl AccountService {
             None => None,
         };
         let verified = self.ports.hasher.verify(password, hash.as_ref()).await?;
-        let user = match user {
-            Some(user) if verified => user,
-            _ => return Err(LoginError::InvalidCredentials),
+        let failure = match &user {
+            None => Some(("unknown_account", LoginError::InvalidCredentials)),
+            Some(_) if !verified => Some(("wrong_password", LoginError::InvalidCredentials)),
+            Some(user) if user.disabled => Some(("account_disabled", LoginError::AccountDisabled)),
+            Some(_) => None,
         };
-        if user.disabled {
-            return Err(LoginError::AccountDisabled);
+        if let Some((reason, error)) = failure {
+            let target = user.as_ref().map(|u| u.id);
+            let event = self.event_from(
+                AuditKind::LoginFailed,
+                None,
+                target,
+                &client,
+                self.ports.clock.now(),
+                json!({ "reason": reason }),
+            );
+            self.record(event).await?;
+            return Err(error);
         }
+        let Some(user) = user else {
+            return Err(LoginError::InvalidCredentials);
+        };
         // A legacy (bcrypt) or weaker hash is replaced now that the password is known.
         if let Some(hash) = &hash
             && self.ports.hasher.needs_rehash(hash)
@@ -438,7 +488,11 @@ impl AccountService {
     ///   and every concurrent request agrees on it). Older generations are never honoured.
     /// - Unknown, expired (idle or absolute lifetime) and revoked tokens are
     ///   `InvalidRefreshToken`.
-    pub async fn refresh(&self, presented: &str) -> Result<TokenPair, RefreshError> {
+    pub async fn refresh(
+        &self,
+        presented: &str,
+        client: &ClientInfo,
+    ) -> Result<TokenPair, RefreshError> {
         let digest = self.ports.secrets.digest(presented);
         let successor_token = self.ports.secrets.successor(presented);
         let successor_digest = self.ports.secrets.digest(successor_token.expose());
@@ -461,6 +515,7 @@ impl AccountService {
                         successor_token,
                         &successor_digest,
                         now,
+                        client,
                     )
                     .await;
             }
@@ -470,7 +525,7 @@ impl AccountService {
             let user = match self.ports.users.find_user_by_id(session.user_id).await? {
                 Some(user) if !user.disabled => user,
                 _ => {
-                    self.revoke_one(session.id, now).await?;
+                    self.revoke_one(session.id, now, None).await?;
                     return Err(RefreshError::InvalidRefreshToken);
                 }
             };
@@ -504,6 +559,7 @@ impl AccountService {
         successor_token: OpaqueToken,
         successor_digest: &TokenDigest,
         now: DateTime<Utc>,
+        client: &ClientInfo,
     ) -> Result<TokenPair, RefreshError> {
         if now - rotated_at <= self.policy.refresh_grace {
             let live = self
@@ -523,7 +579,15 @@ impl AccountService {
                     .await?);
             }
         }
-        self.revoke_one(session.id, now).await?;
+        let event = self.event_from(
+            AuditKind::RefreshReused,
+            None,
+            Some(session.user_id),
+            client,
+            now,
+            json!({ "session_id": session.id }),
+        );
+        self.revoke_one(session.id, now, Some(&event)).await?;
         Err(RefreshError::RefreshTokenReused)
     }
 
@@ -547,11 +611,21 @@ impl AccountService {
 
     /// Revokes the session a refresh token belongs to. Unknown or already revoked tokens are
     /// not an error (RFC 7009): the result is the same, the token does not work.
-    pub async fn logout(&self, presented: &str) -> Result<(), InfraError> {
+    pub async fn logout(&self, presented: &str, client: &ClientInfo) -> Result<(), InfraError> {
         let digest = self.ports.secrets.digest(presented);
         if let Some(record) = self.ports.sessions.find_refresh_token(&digest).await? {
             let now = self.ports.clock.now();
-            self.revoke_one(record.session.id, now).await?;
+            let user = record.session.user_id;
+            let event = self.event_from(
+                AuditKind::Logout,
+                Some(user),
+                Some(user),
+                client,
+                now,
+                json!({ "session_id": record.session.id }),
+            );
+            self.revoke_one(record.session.id, now, Some(&event))
+                .await?;
         }
         Ok(())
     }
@@ -572,7 +646,7 @@ impl AccountService {
         Ok(sessions
             .into_iter()
             .map(|session| SessionView {
-                current: session.id == actor.session_id,
+                current: Some(session.id) == actor.session_id(),
                 session,
             })
             .collect())
@@ -586,7 +660,15 @@ impl AccountService {
     ) -> Result<(), RevokeSessionError> {
         match self.ports.sessions.find_session(id).await? {
             Some(session) if session.user_id == actor.user_id && session.revoked_at.is_none() => {
-                self.revoke_one(id, self.ports.clock.now()).await?;
+                let now = self.ports.clock.now();
+                let event = self.event(
+                    AuditKind::SessionRevoked,
+                    Some(actor),
+                    Some(actor.user_id),
+                    now,
+                    json!({ "session_id": id }),
+                );
+                self.revoke_one(id, now, Some(&event)).await?;
                 Ok(())
             }
             _ => Err(RevokeSessionError::NotFound),
@@ -595,8 +677,20 @@ impl AccountService {
 
     /// Revokes every session of the caller, the current one included.
     pub async fn logout_all(&self, actor: &Actor) -> Result<usize, InfraError> {
-        self.revoke_all(actor.user_id, None, self.ports.clock.now())
-            .await
+        let now = self.ports.clock.now();
+        let event = self.event(
+            AuditKind::Logout,
+            Some(actor),
+            Some(actor.user_id),
+            now,
+            json!({ "all_sessions": true }),
+        );
+        let revoked = self
+            .ports
+            .sessions
+            .revoke_user_sessions(actor.user_id, None, now, &event)
+            .await?;
+        Ok(self.refuse_sessions(revoked, now))
     }
 
     /// Changes the caller's password after checking the current one, and revokes the caller's
@@ -622,12 +716,19 @@ impl AccountService {
         }
         let new_hash = self.ports.hasher.hash(new).await?;
         let now = self.ports.clock.now();
-        self.ports
+        let event = self.event(
+            AuditKind::PasswordChanged,
+            Some(actor),
+            Some(actor.user_id),
+            now,
+            json!({}),
+        );
+        let revoked = self
+            .ports
             .users
-            .set_password_hash(actor.user_id, &new_hash, now)
+            .change_password(actor.user_id, &new_hash, actor.session_id(), now, &event)
             .await?;
-        self.revoke_all(actor.user_id, Some(actor.session_id), now)
-            .await?;
+        self.refuse_sessions(revoked, now);
         Ok(())
     }
 
@@ -647,9 +748,10 @@ impl AccountService {
                     };
                 Ok(Actor {
                     user_id: claims.user_id,
-                    session_id: claims.session_id,
+                    credential: Credential::Session(claims.session_id),
                     roles,
                     permissions,
+                    client: ClientInfo::default(),
                 })
             }
             Err(TokenError::Expired) => Err(AuthenticateError::Expired),
@@ -714,12 +816,23 @@ impl AccountService {
             expires_at: (now + self.policy.refresh_token_ttl).min(session.expires_at),
         };
         let expires_at = first.expires_at;
+        let event = self.event_from(
+            AuditKind::LoginSucceeded,
+            Some(user.id),
+            Some(user.id),
+            &session.client,
+            now,
+            json!({ "session_id": session.id }),
+        );
         self.ports
             .sessions
-            .create_session(NewSession {
-                session: session.clone(),
-                refresh_token: first,
-            })
+            .create_session(
+                NewSession {
+                    session: session.clone(),
+                    refresh_token: first,
+                },
+                &event,
+            )
             .await?;
         self.pair(user, session.id, refresh_token, expires_at, now)
             .await

@@ -1,7 +1,10 @@
 //! Administration: accounts (list, public profile, disable) and roles (create, edit, delete,
 //! assign), with the rule that nobody grants, or takes away, permissions they do not hold.
 
+use serde_json::json;
+
 use crate::account::{AccountService, Actor};
+use crate::audit::AuditKind;
 use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
 use crate::ids::UserId;
@@ -158,15 +161,19 @@ impl AccountService {
             return Err(DisableError::Escalation(missing.clone()));
         }
         let now = self.ports.clock.now();
-        let updated = self
+        let kind = if disabled {
+            AuditKind::UserDisabled
+        } else {
+            AuditKind::UserEnabled
+        };
+        let event = self.event(kind, Some(actor), Some(user), now, json!({}));
+        let (updated, revoked) = self
             .ports
             .users
-            .set_disabled(user, disabled, now)
+            .set_disabled(user, disabled, now, &event)
             .await?
             .ok_or(DisableError::NotFound)?;
-        if disabled {
-            self.revoke_all(user, None, now).await?;
-        }
+        self.refuse_sessions(revoked, now);
         Ok(updated)
     }
 
@@ -177,12 +184,15 @@ impl AccountService {
             builtin: false,
             ..role
         };
-        match self
-            .ports
-            .users
-            .create_role(&role, self.ports.clock.now())
-            .await
-        {
+        let now = self.ports.clock.now();
+        let event = self.event(
+            AuditKind::RoleCreated,
+            Some(actor),
+            None,
+            now,
+            json!({ "role": role.name.as_str(), "permissions": names(&role.permissions) }),
+        );
+        match self.ports.users.create_role(&role, now, &event).await {
             Ok(()) => Ok(role),
             Err(CreateRoleError::Exists) => Err(RoleEditError::Exists),
             Err(CreateRoleError::Infra(e)) => Err(e.into()),
@@ -213,10 +223,19 @@ impl AccountService {
             Self::require_all(actor, permissions)?;
         }
         let now = self.ports.clock.now();
+        let mut details = json!({ "role": name.as_str() });
+        if let Some(description) = description {
+            details["description"] = json!(description);
+        }
+        if let Some(permissions) = &permissions {
+            details["permissions"] = json!(names(permissions));
+            details["previous_permissions"] = json!(names(&current.permissions));
+        }
+        let event = self.event(AuditKind::RoleUpdated, Some(actor), None, now, details);
         let updated = self
             .ports
             .users
-            .update_role(name, description, permissions.as_deref(), now)
+            .update_role(name, description, permissions.as_deref(), now, &event)
             .await?
             .ok_or(RoleEditError::NotFound)?;
         if permissions.is_some() {
@@ -238,12 +257,15 @@ impl AccountService {
             return Err(RoleEditError::Builtin);
         }
         Self::require_all(actor, &role.permissions)?;
-        if !self
-            .ports
-            .users
-            .delete_role(name, self.ports.clock.now())
-            .await?
-        {
+        let now = self.ports.clock.now();
+        let event = self.event(
+            AuditKind::RoleDeleted,
+            Some(actor),
+            None,
+            now,
+            json!({ "role": name.as_str(), "permissions": names(&role.permissions) }),
+        );
+        if !self.ports.users.delete_role(name, now, &event).await? {
             return Err(RoleEditError::NotFound);
         }
         self.sync_grants().await?;
@@ -300,10 +322,28 @@ impl AccountService {
             return Err(RoleAssignmentError::Escalation(missing.clone()));
         }
         let now = self.ports.clock.now();
-        let outcome = if assign {
-            self.ports.users.assign_role(user, role, now).await?
+        let kind = if assign {
+            AuditKind::RoleAssigned
         } else {
-            self.ports.users.remove_role(user, role, now).await?
+            AuditKind::RoleRemoved
+        };
+        let event = self.event(
+            kind,
+            Some(actor),
+            Some(user),
+            now,
+            json!({ "role": role.as_str() }),
+        );
+        let outcome = if assign {
+            self.ports
+                .users
+                .assign_role(user, role, now, &event)
+                .await?
+        } else {
+            self.ports
+                .users
+                .remove_role(user, role, now, &event)
+                .await?
         };
         match outcome {
             RoleChange::Changed => {
@@ -327,4 +367,8 @@ impl AccountService {
     pub async fn role(&self, name: &RoleName) -> Result<Option<crate::authz::Role>, InfraError> {
         self.ports.users.find_role(name).await
     }
+}
+
+fn names(permissions: &[Permission]) -> Vec<&str> {
+    permissions.iter().map(Permission::as_str).collect()
 }

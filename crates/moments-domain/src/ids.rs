@@ -50,3 +50,11 @@ id_type!(
     /// Identifies one refresh token of a session's family.
     RefreshTokenId
 );
+id_type!(
+    /// Identifies an API key.
+    ApiKeyId
+);
+id_type!(
+    /// Identifies an audit event.
+    AuditEventId
+);

@@ -2,6 +2,8 @@
 
 pub mod account;
 pub mod admin;
+pub mod api_key;
+pub mod audit;
 pub mod authz;
 pub mod error;
 pub mod grants;

@@ -6,9 +6,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+use crate::api_key::{ApiKeyCredential, NewApiKey};
+use crate::audit::{AuditEvent, AuditFilter};
 use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
-use crate::ids::{SessionId, UserId};
+use crate::ids::{ApiKeyId, AuditEventId, SessionId, UserId};
 use crate::session::{
     AccessClaims, AccessGrant, AccessToken, NewRefreshToken, NewSession, OpaqueToken,
     RefreshTokenRecord, Session, TokenDigest,
@@ -44,6 +46,17 @@ pub enum CreateRoleError {
     Infra(#[from] InfraError),
 }
 
+/// Why an API key could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateApiKeyStoreError {
+    /// Another key has the same look-up prefix (the caller retries with a fresh key).
+    #[error("prefix taken")]
+    PrefixTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
 /// What a role assignment or removal did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleChange {
@@ -58,6 +71,9 @@ pub enum RoleChange {
 }
 
 /// User accounts and their credentials and roles.
+///
+/// Methods that take an [`AuditEvent`] write it in the same transaction as the change, and
+/// only when the change happens (an unknown user or role, or a no-op, records nothing).
 ///
 /// Guarantees: usernames are unique, and e-mail addresses are unique by [`Email::key`], also
 /// under concurrent inserts (the losers get [`CreateUserError::UsernameTaken`] or
@@ -83,13 +99,25 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_email(&self, email: &Email) -> Result<Option<User>, InfraError>;
     /// The account's password hash, `None` when it has no password (or no such account).
     async fn password_hash(&self, id: UserId) -> Result<Option<PasswordHash>, InfraError>;
-    /// Replaces the account's password hash (creating the credential if it had none).
+    /// Replaces the account's password hash (creating the credential if it had none). For
+    /// upgrades of the hash format at login and for imports; a user's own change of password
+    /// is [`UserStore::change_password`].
     async fn set_password_hash(
         &self,
         id: UserId,
         hash: &PasswordHash,
         now: DateTime<Utc>,
     ) -> Result<(), InfraError>;
+    /// Replaces the account's password hash, revokes its live sessions except `keep` and records
+    /// `event`, in one transaction. Returns the sessions revoked.
+    async fn change_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Vec<SessionId>, InfraError>;
     /// The roles the account holds, with their permissions, sorted by name.
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
     /// Up to `limit` accounts ordered by username, after `after` (exclusive), whose username or
@@ -101,13 +129,17 @@ pub trait UserStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<User>, InfraError>;
-    /// Disables or re-enables an account. `Ok(None)` when there is no such account.
+    /// Disables or re-enables an account and records `event`. Disabling also revokes every
+    /// live session and API key of the account in the same transaction (they stay revoked when
+    /// it is enabled again); the revoked sessions are returned. `Ok(None)` when there is no
+    /// such account.
     async fn set_disabled(
         &self,
         id: UserId,
         disabled: bool,
         now: DateTime<Utc>,
-    ) -> Result<Option<User>, InfraError>;
+        event: &AuditEvent,
+    ) -> Result<Option<(User, Vec<SessionId>)>, InfraError>;
     /// Every role with its permissions, sorted by name.
     async fn list_roles(&self) -> Result<Vec<Role>, InfraError>;
     /// Gives the user the role (nothing changes if it is held already), recording the change
@@ -117,6 +149,7 @@ pub trait UserStore: Send + Sync {
         user: UserId,
         role: &RoleName,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<RoleChange, InfraError>;
     /// Takes the role from the user (nothing changes if it is not held), recording the change.
     async fn remove_role(
@@ -124,9 +157,15 @@ pub trait UserStore: Send + Sync {
         user: UserId,
         role: &RoleName,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<RoleChange, InfraError>;
     /// Creates a role with its permissions. Errors: [`CreateRoleError::Exists`].
-    async fn create_role(&self, role: &Role, now: DateTime<Utc>) -> Result<(), CreateRoleError>;
+    async fn create_role(
+        &self,
+        role: &Role,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<(), CreateRoleError>;
     /// Changes a role's description and/or replaces its permissions; a permission change is
     /// recorded for every holder. `Ok(None)` when there is no such role.
     async fn update_role(
@@ -135,10 +174,16 @@ pub trait UserStore: Send + Sync {
         description: Option<&str>,
         permissions: Option<&[Permission]>,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<Option<Role>, InfraError>;
     /// Deletes a role, taking it from its holders (recorded as their change). `false` when there
     /// was no such role.
-    async fn delete_role(&self, name: &RoleName, now: DateTime<Utc>) -> Result<bool, InfraError>;
+    async fn delete_role(
+        &self,
+        name: &RoleName,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError>;
     /// Users whose roles or role permissions changed after `since`, with when; instances poll
     /// this to stop honouring stale permissions in access tokens.
     async fn authz_changed_since(
@@ -155,8 +200,13 @@ pub trait UserStore: Send + Sync {
 /// concurrent rotations of one token exactly one succeeds. Errors as for [`UserStore`].
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Stores a new session with its first refresh token.
-    async fn create_session(&self, session: NewSession) -> Result<(), InfraError>;
+    /// Stores a new session with its first refresh token, and records `event` (the sign-in),
+    /// in one transaction.
+    async fn create_session(
+        &self,
+        session: NewSession,
+        event: &AuditEvent,
+    ) -> Result<(), InfraError>;
     /// Finds a session by id.
     async fn find_session(&self, id: SessionId) -> Result<Option<Session>, InfraError>;
     /// Finds a refresh token (retired or not) and its session by the token's digest.
@@ -173,15 +223,22 @@ pub trait SessionStore: Send + Sync {
         successor: NewRefreshToken,
         now: DateTime<Utc>,
     ) -> Result<bool, InfraError>;
-    /// Revokes a session (and so every token of its family). Returns `false` when it was
-    /// unknown or already revoked.
-    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError>;
-    /// Revokes every live session of a user except `keep`, and returns the ids revoked.
+    /// Revokes a session (and so every token of its family), recording `event` with it.
+    /// Returns `false`, and records nothing, when it was unknown or already revoked.
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, InfraError>;
+    /// Revokes every live session of a user except `keep`, records `event`, and returns the
+    /// ids revoked.
     async fn revoke_user_sessions(
         &self,
         user: UserId,
         keep: Option<SessionId>,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<Vec<SessionId>, InfraError>;
     /// The user's sessions that are neither revoked nor past their absolute end at `now`,
     /// most recently used first.
@@ -198,6 +255,60 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<Vec<(SessionId, DateTime<Utc>)>, InfraError>;
     /// Records that the session was used at `at` (callers throttle this to once a minute).
     async fn touch_session(&self, id: SessionId, at: DateTime<Utc>) -> Result<(), InfraError>;
+}
+
+/// API keys.
+///
+/// Guarantees: look-up is one indexed query by the public prefix, which is unique; the secret
+/// is never stored, only its keyed hash. Errors as for [`UserStore`].
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a new key and records `event`, in one transaction. Errors:
+    /// [`CreateApiKeyStoreError::PrefixTaken`].
+    async fn create_api_key(
+        &self,
+        key: &NewApiKey,
+        event: &AuditEvent,
+    ) -> Result<(), CreateApiKeyStoreError>;
+    /// The key with this look-up prefix (revoked and expired ones too), its keyed hash, and its
+    /// owner's state and current permissions, in one query.
+    async fn find_api_key(&self, prefix: &str) -> Result<Option<ApiKeyCredential>, InfraError>;
+    /// The owner's keys that are not revoked, newest first.
+    async fn list_api_keys(&self, owner: UserId)
+    -> Result<Vec<crate::api_key::ApiKey>, InfraError>;
+    /// Revokes the key if it belongs to `owner` and is live, recording `event` with it.
+    /// Returns `false`, and records nothing, otherwise.
+    async fn revoke_api_key(
+        &self,
+        id: ApiKeyId,
+        owner: UserId,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError>;
+    /// Records that the key was used at `at`, unless a use at or after `not_before` is already
+    /// recorded: every instance together writes a key's last use at most once per interval.
+    async fn touch_api_key(
+        &self,
+        id: ApiKeyId,
+        at: DateTime<Utc>,
+        not_before: DateTime<Utc>,
+    ) -> Result<(), InfraError>;
+}
+
+/// The audit log. Append-only: events are never changed or deleted through the service.
+/// Errors as for [`UserStore`].
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Records events that accompany no other change (a failed login), in one transaction.
+    async fn record_audit_events(&self, events: &[AuditEvent]) -> Result<(), InfraError>;
+    /// Up to `limit` events matching `filter`, newest first (by id), older than `before`.
+    /// A user filter matches the user as actor or as target. Served by indexes.
+    async fn list_audit_events(
+        &self,
+        filter: &AuditFilter,
+        before: Option<AuditEventId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, InfraError>;
 }
 
 /// Hashes and verifies passwords.
@@ -263,6 +374,12 @@ pub trait SecretGenerator: Send + Sync {
     /// server secret, so every instance derives the same successor (a client retrying a refresh
     /// gets the very token already issued) and nobody without the key can compute it.
     fn successor(&self, token: &str) -> OpaqueToken;
+    /// A new API key: `mk_` and 43 URL-safe characters (256 random bits).
+    fn api_key(&self) -> OpaqueToken;
+    /// The keyed hash (HMAC with a server secret) an API key is stored under.
+    fn keyed_digest(&self, key: &str) -> TokenDigest;
+    /// Whether `key` has the keyed hash `digest`, compared in constant time.
+    fn verify_keyed_digest(&self, key: &str, digest: &TokenDigest) -> bool;
 }
 
 /// Seals list cursors so clients cannot forge or alter them: `open` returns the payload only

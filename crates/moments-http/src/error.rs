@@ -7,6 +7,7 @@ use moments_domain::InfraError;
 use moments_domain::account::{
     AuthenticateError, CurrentUserError, LoginError, RefreshError, RegisterError,
 };
+use moments_domain::api_key::ApiKeyAuthError;
 
 use crate::problem::{self, FieldError, PROBLEM_JSON, Problem, ProblemType};
 
@@ -223,6 +224,26 @@ impl From<AuthenticateError> for ApiError {
                 "the access token is not valid",
                 BEARER_INVALID,
             ),
+        }
+    }
+}
+
+const API_KEY_INVALID: &str = "ApiKey realm=\"moments\"";
+
+impl From<ApiKeyAuthError> for ApiError {
+    fn from(e: ApiKeyAuthError) -> Self {
+        match e {
+            ApiKeyAuthError::Expired => Self::unauthorized(
+                &problem::TOKEN_EXPIRED,
+                "the API key has expired",
+                API_KEY_INVALID,
+            ),
+            ApiKeyAuthError::Invalid => Self::unauthorized(
+                &problem::INVALID_TOKEN,
+                "the API key is not valid",
+                API_KEY_INVALID,
+            ),
+            ApiKeyAuthError::Infra(e) => e.into(),
         }
     }
 }

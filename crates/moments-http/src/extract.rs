@@ -7,8 +7,9 @@ use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
-use actix_web::{FromRequest, HttpRequest};
-use moments_domain::account::Actor;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
+use moments_domain::account::{Actor, AuthenticateError};
+use moments_domain::api_key::ApiKeyAuthError;
 use moments_domain::session::ClientInfo;
 use serde::de::DeserializeOwned;
 
@@ -173,7 +174,42 @@ fn too_large() -> ApiError {
     )
 }
 
-/// The caller authenticated by a bearer access token.
+/// The header that carries an API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The outcome of authenticating the request's `X-API-Key`, which needs a database look-up and
+/// so is done by [`resolve_api_key`] before the handler's extractors run.
+#[derive(Debug, Clone)]
+struct ResolvedKey(Result<Actor, ApiError>);
+
+/// Middleware: authenticates an `X-API-Key` header (when there is no bearer token, which takes
+/// precedence) and leaves the outcome for the extractors, which decide whether the route
+/// accepts keys at all. Requests without a key cost nothing.
+pub async fn resolve_api_key(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let presented = (!req.headers().contains_key(header::AUTHORIZATION))
+        .then(|| req.headers().get(API_KEY_HEADER))
+        .flatten()
+        .map(|v| v.to_str().map(|s| s.trim().to_owned()));
+    if let Some(presented) = presented {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let outcome = match (presented, state) {
+            (Ok(key), Some(state)) => state
+                .accounts
+                .authenticate_key(&key, client_info(req.request()))
+                .await
+                .map_err(ApiError::from),
+            (Err(_), _) => Err(ApiError::from(ApiKeyAuthError::Invalid)),
+            (_, None) => Err(ApiError::internal(&"application state missing")),
+        };
+        req.extensions_mut().insert(ResolvedKey(outcome));
+    }
+    next.call(req).await
+}
+
+/// The caller of a route that takes an access token only (`user` in the API guide).
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Actor);
 
@@ -183,9 +219,39 @@ impl FromRequest for Authenticated {
 
     /// Verifies the token from memory (signature, claims, revocation list), then records the
     /// session's use, which writes at most once a minute per session. A failed write is logged
-    /// and does not fail the request.
+    /// and does not fail the request. An API key is refused here.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        authorized(req, authenticate(req))
+        let decision = match bearer(req) {
+            Bearer::Missing if req.headers().contains_key(API_KEY_HEADER) => {
+                Err(ApiError::unauthorized(
+                    &problem::UNAUTHENTICATED,
+                    "this route takes an access token (Authorization: Bearer), not an API key",
+                    "Bearer realm=\"moments\"",
+                ))
+            }
+            found => authenticate_bearer(req, found),
+        };
+        authorized(req, decision)
+    }
+}
+
+/// The caller of a route that takes an access token or an API key (`either`).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Actor);
+
+impl From<Authenticated> for Caller {
+    fn from(Authenticated(actor): Authenticated) -> Self {
+        Self(actor)
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    /// A bearer token if there is one, else the API key the middleware resolved.
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        authorized(req, authenticate_either(req))
     }
 }
 
@@ -208,25 +274,55 @@ fn authorized<T: From<Authenticated> + 'static>(
     })
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal(&"application state missing"))?;
+/// What the `Authorization` header holds.
+enum Bearer<'a> {
+    Missing,
+    Malformed,
+    Token(&'a str),
+}
+
+fn bearer(req: &HttpRequest) -> Bearer<'_> {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(unauthenticated());
+        return Bearer::Missing;
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::from(moments_domain::account::AuthenticateError::Invalid))?;
-    let token = match value.split_once(' ') {
+    let Ok(value) = value.to_str() else {
+        return Bearer::Malformed;
+    };
+    match value.split_once(' ') {
         Some((scheme, token))
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
         {
-            token.trim()
+            Bearer::Token(token.trim())
         }
-        _ => return Err(unauthenticated()),
-    };
-    Ok(Authenticated(state.accounts.authenticate(token)?))
+        _ => Bearer::Missing,
+    }
+}
+
+fn authenticate_bearer(req: &HttpRequest, found: Bearer<'_>) -> Result<Authenticated, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal(&"application state missing"))?;
+    match found {
+        Bearer::Missing => Err(unauthenticated()),
+        Bearer::Malformed => Err(AuthenticateError::Invalid.into()),
+        Bearer::Token(token) => Ok(Authenticated(
+            state
+                .accounts
+                .authenticate(token)?
+                .with_client(client_info(req)),
+        )),
+    }
+}
+
+/// A bearer token if present, else the key resolved by [`resolve_api_key`].
+fn authenticate_either(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    match bearer(req) {
+        Bearer::Missing => match req.extensions().get::<ResolvedKey>() {
+            Some(ResolvedKey(outcome)) => outcome.clone().map(Authenticated),
+            None => Err(unauthenticated()),
+        },
+        found => authenticate_bearer(req, found),
+    }
 }
 
 /// A permission a route requires, as a type, so the requirement is declared in the handler's
@@ -260,10 +356,13 @@ required_permissions! {
     UsersRead = "users:read";
     /// `users:write`.
     UsersWrite = "users:write";
+    /// `audit:read`.
+    AuditRead = "audit:read";
 }
 
-/// The authenticated caller, who holds the permission `P`; otherwise 401 (no or bad
-/// credentials) or 403 `forbidden`.
+/// The caller, by access token or API key, who holds the permission `P`; otherwise 401 (no or
+/// bad credentials) or 403 `forbidden`. For a key, what it holds is its scopes intersected with
+/// what its owner holds now.
 #[derive(Debug)]
 pub struct Permitted<P>(pub Actor, std::marker::PhantomData<P>);
 
@@ -279,7 +378,7 @@ impl<P: RequiredPermission + 'static> FromRequest for Permitted<P> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let decision = authenticate(req).and_then(|authenticated| {
+        let decision = authenticate_either(req).and_then(|authenticated| {
             if authenticated.0.has_permission(P::NAME) {
                 Ok(authenticated)
             } else {

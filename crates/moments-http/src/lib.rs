@@ -82,6 +82,8 @@ fn api(cfg: &mut web::ServiceConfig) {
     routes::auth::configure(cfg);
     routes::roles::configure(cfg);
     routes::users::configure(cfg);
+    routes::api_keys::configure(cfg);
+    routes::audit::configure(cfg);
 }
 
 /// The whole application: routes, middleware, limits and error rendering.
@@ -102,8 +104,16 @@ pub fn app(
         .app_data(web::PayloadConfig::new(extract::JSON_LIMIT))
         .wrap(cors(&config))
         .wrap(actix_web::middleware::from_fn(middleware::edge))
-        .service(web::scope("/api/v1").configure(api))
-        .service(web::scope("/api").configure(api))
+        .service(
+            web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(extract::resolve_api_key))
+                .configure(api),
+        )
+        .service(
+            web::scope("/api")
+                .wrap(actix_web::middleware::from_fn(extract::resolve_api_key))
+                .configure(api),
+        )
         .configure(routes::ops::configure)
         .configure(routes::docs::configure)
 }

@@ -2,12 +2,12 @@
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{auth, ops, roles, users};
+use crate::routes::{api_keys, audit, auth, ops, roles, users};
 
 /// The API description served at `/openapi.json` and printed by `moments openapi`.
 #[derive(Debug, OpenApi)]
@@ -28,6 +28,8 @@ use crate::routes::{auth, ops, roles, users};
         roles::list_permissions, roles::list_roles, roles::get_role,
         roles::create_role, roles::update_role, roles::delete_role,
         users::list_users, users::get_user, users::update_user, users::assign_role, users::remove_role,
+        api_keys::create_api_key, api_keys::list_api_keys, api_keys::revoke_api_key,
+        audit::list_audit_events,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),
     components(schemas(Problem, FieldError)),
@@ -36,6 +38,8 @@ use crate::routes::{auth, ops, roles, users};
         (name = "auth", description = "Registration, sign-in and sessions"),
         (name = "roles", description = "Permissions and roles"),
         (name = "users", description = "Administration of accounts"),
+        (name = "api-keys", description = "API keys: scoped, expiring credentials for scripts and services"),
+        (name = "audit", description = "The security audit log"),
         (name = "operations", description = "Health, readiness and problem types"),
     ),
 )]
@@ -108,6 +112,14 @@ impl Modify for SecurityAndErrors {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key from `POST /api/v1/api-keys` (`mk_…`). Accepted by routes that list \
+                 it; the key acts with its scopes intersected with its owner's permissions.",
+            ))),
+        );
         for operation in operations(doc) {
             let has_body = operation.request_body.is_some();
             let secured = requires_token(operation);
@@ -133,7 +145,8 @@ impl Modify for SecurityAndErrors {
             if secured {
                 add(
                     "401",
-                    "`unauthenticated`, `invalid_token` or `token_expired`",
+                    "`unauthenticated`, `invalid_token` or `token_expired` (no, bad or \
+                     expired credentials)",
                 );
             }
             if needs_permission {

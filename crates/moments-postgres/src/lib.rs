@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod audit;
 mod models;
 #[rustfmt::skip]
 mod schema;

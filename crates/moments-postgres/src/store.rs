@@ -13,6 +13,7 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
+use moments_domain::audit::AuditEvent;
 use moments_domain::authz::{Permission, Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{
@@ -25,12 +26,14 @@ use moments_domain::user::{NewUser, User};
 use moments_domain::value::{Email, PasswordHash, Username};
 use uuid::Uuid;
 
+use crate::audit::insert_events;
 use crate::models::{
     NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow,
     like_prefix_pattern,
 };
 use crate::schema::{
-    password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users,
+    api_keys, password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles,
+    users,
 };
 
 /// The migrations in `migrations/postgres`, embedded in the binary.
@@ -178,7 +181,7 @@ impl PgStore {
     }
 
     /// A pooled connection (waits at most the pool's timeouts).
-    async fn conn(
+    pub(crate) async fn conn(
         &self,
     ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, InfraError>
     {
@@ -189,7 +192,7 @@ impl PgStore {
     }
 
     /// Bounds a whole store operation (connection and queries) by the operation timeout.
-    async fn timed<T, E: From<InfraError>>(
+    pub(crate) async fn timed<T, E: From<InfraError>>(
         &self,
         operation: impl Future<Output = Result<T, E>>,
     ) -> Result<T, E> {
@@ -200,7 +203,7 @@ impl PgStore {
     }
 }
 
-fn db_error(e: DieselError) -> InfraError {
+pub(crate) fn db_error(e: DieselError) -> InfraError {
     let connection_lost = match &e {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
         DieselError::DatabaseError(_, info) => {
@@ -355,6 +358,7 @@ async fn record_change(
     user: Uuid,
     rows: usize,
     now: DateTime<Utc>,
+    event: &AuditEvent,
 ) -> Result<RoleChange, DieselError> {
     if rows == 0 {
         return Ok(RoleChange::Unchanged);
@@ -363,7 +367,53 @@ async fn record_change(
         .set(users::authz_changed_at.eq(now))
         .execute(conn)
         .await?;
+    insert_events(conn, [event]).await?;
     Ok(RoleChange::Changed)
+}
+
+/// Sets the account's password hash, inside the caller's transaction.
+async fn upsert_password(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DieselError> {
+    diesel::insert_into(password_credentials::table)
+        .values(NewPasswordRow {
+            user_id: user,
+            hash,
+            updated_at: now,
+        })
+        .on_conflict(password_credentials::user_id)
+        .do_update()
+        .set((
+            password_credentials::hash.eq(hash),
+            password_credentials::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Revokes the user's live sessions except `keep` (the nil id matches no session, so
+/// `Uuid::nil()` keeps nothing), inside the caller's transaction; returns the ids revoked.
+async fn revoke_sessions_of(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    keep: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Vec<SessionId>, DieselError> {
+    let ids: Vec<Uuid> = diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::id.ne(keep)),
+    )
+    .set(sessions::revoked_at.eq(now))
+    .returning(sessions::id)
+    .get_results(conn)
+    .await?;
+    Ok(ids.into_iter().map(SessionId::from_uuid).collect())
 }
 
 async fn load_roles(
@@ -460,22 +510,32 @@ impl UserStore for PgStore {
     ) -> Result<(), InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            diesel::insert_into(password_credentials::table)
-                .values(NewPasswordRow {
-                    user_id: id.as_uuid(),
-                    hash: hash.as_str(),
-                    updated_at: now,
-                })
-                .on_conflict(password_credentials::user_id)
-                .do_update()
-                .set((
-                    password_credentials::hash.eq(hash.as_str()),
-                    password_credentials::updated_at.eq(now),
-                ))
-                .execute(conn)
+            upsert_password(conn, id.as_uuid(), hash.as_str(), now)
                 .await
-                .map(drop)
                 .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        let keep = keep.map_or(Uuid::nil(), |k| k.as_uuid());
+        self.timed(async {
+            let conn = &mut *self.conn().await?;
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                upsert_password(conn, id.as_uuid(), hash.as_str(), now).await?;
+                let revoked = revoke_sessions_of(conn, id.as_uuid(), keep, now).await?;
+                insert_events(conn, [event]).await?;
+                Ok(revoked)
+            })
+            .await
+            .map_err(db_error)
         })
         .await
     }
@@ -535,20 +595,44 @@ impl UserStore for PgStore {
         id: UserId,
         disabled: bool,
         now: DateTime<Utc>,
-    ) -> Result<Option<User>, InfraError> {
-        self.timed(async {
-            let conn = &mut *self.conn().await?;
-            diesel::update(users::table.find(id.as_uuid()))
-                .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
-                .returning(UserRow::as_returning())
-                .get_result(conn)
+        event: &AuditEvent,
+    ) -> Result<Option<(User, Vec<SessionId>)>, InfraError> {
+        let id = id.as_uuid();
+        let found = self
+            .timed(async {
+                let conn = &mut *self.conn().await?;
+                conn.transaction::<_, DieselError, _>(async |conn| {
+                    let Some(row) = diesel::update(users::table.find(id))
+                        .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
+                        .returning(UserRow::as_returning())
+                        .get_result(conn)
+                        .await
+                        .optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    let mut revoked = Vec::new();
+                    if disabled {
+                        revoked = revoke_sessions_of(conn, id, Uuid::nil(), now).await?;
+                        diesel::update(
+                            api_keys::table
+                                .filter(api_keys::owner_id.eq(id))
+                                .filter(api_keys::revoked_at.is_null()),
+                        )
+                        .set(api_keys::revoked_at.eq(now))
+                        .execute(conn)
+                        .await?;
+                    }
+                    insert_events(conn, [event]).await?;
+                    Ok(Some((row, revoked)))
+                })
                 .await
-                .optional()
-                .map_err(db_error)?
-                .map(UserRow::into_domain)
-                .transpose()
-        })
-        .await
+                .map_err(db_error)
+            })
+            .await?;
+        found
+            .map(|(row, revoked)| Ok((row.into_domain()?, revoked)))
+            .transpose()
     }
 
     async fn list_roles(&self) -> Result<Vec<Role>, InfraError> {
@@ -569,6 +653,7 @@ impl UserStore for PgStore {
         user: UserId,
         role: &RoleName,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<RoleChange, InfraError> {
         let (user, role) = (user.as_uuid(), role.as_str());
         self.timed(async {
@@ -586,7 +671,7 @@ impl UserStore for PgStore {
                     .on_conflict_do_nothing()
                     .execute(conn)
                     .await?;
-                record_change(conn, user, inserted, now).await
+                record_change(conn, user, inserted, now, event).await
             })
             .await
             .map_err(db_error)
@@ -599,6 +684,7 @@ impl UserStore for PgStore {
         user: UserId,
         role: &RoleName,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<RoleChange, InfraError> {
         let (user, role) = (user.as_uuid(), role.as_str());
         self.timed(async {
@@ -614,7 +700,7 @@ impl UserStore for PgStore {
                 )
                 .execute(conn)
                 .await?;
-                record_change(conn, user, deleted, now).await
+                record_change(conn, user, deleted, now, event).await
             })
             .await
             .map_err(db_error)
@@ -622,7 +708,12 @@ impl UserStore for PgStore {
         .await
     }
 
-    async fn create_role(&self, role: &Role, now: DateTime<Utc>) -> Result<(), CreateRoleError> {
+    async fn create_role(
+        &self,
+        role: &Role,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<(), CreateRoleError> {
         let result = self
             .timed(async {
                 let conn = &mut *self.conn().await?;
@@ -637,7 +728,8 @@ impl UserStore for PgStore {
                             ))
                             .execute(conn)
                             .await?;
-                        insert_permissions(conn, role.name.as_str(), &role.permissions).await
+                        insert_permissions(conn, role.name.as_str(), &role.permissions).await?;
+                        insert_events(conn, [event]).await
                     })
                     .await,
                 )
@@ -658,6 +750,7 @@ impl UserStore for PgStore {
         description: Option<&str>,
         permissions: Option<&[Permission]>,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<Option<Role>, InfraError> {
         let name = name.as_str();
         self.timed(async {
@@ -686,6 +779,7 @@ impl UserStore for PgStore {
                     insert_permissions(conn, name, permissions).await?;
                     mark_holders_changed(conn, name, now).await?;
                 }
+                insert_events(conn, [event]).await?;
                 Ok(load_roles(conn, &[name.to_owned()]).await?.pop())
             })
             .await
@@ -694,16 +788,25 @@ impl UserStore for PgStore {
         .await
     }
 
-    async fn delete_role(&self, name: &RoleName, now: DateTime<Utc>) -> Result<bool, InfraError> {
+    async fn delete_role(
+        &self,
+        name: &RoleName,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let name = name.as_str();
         self.timed(async {
             let conn = &mut *self.conn().await?;
             conn.transaction::<_, DieselError, _>(async |conn| {
                 mark_holders_changed(conn, name, now).await?;
-                Ok(diesel::delete(roles::table.find(name))
+                let deleted = diesel::delete(roles::table.find(name))
                     .execute(conn)
                     .await?
-                    == 1)
+                    == 1;
+                if deleted {
+                    insert_events(conn, [event]).await?;
+                }
+                Ok(deleted)
             })
             .await
             .map_err(db_error)
@@ -760,7 +863,7 @@ impl PgStore {
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create_session(&self, new: NewSession) -> Result<(), InfraError> {
+    async fn create_session(&self, new: NewSession, event: &AuditEvent) -> Result<(), InfraError> {
         let session = SessionRow::from_domain(&new.session);
         let token = RefreshTokenRow::new(&new.refresh_token, session.id);
         let (session, token) = (&session, &token);
@@ -775,7 +878,7 @@ impl SessionStore for PgStore {
                     .values(token)
                     .execute(conn)
                     .await?;
-                Ok(())
+                insert_events(conn, [event]).await
             })
             .await
             .map_err(db_error)
@@ -870,18 +973,30 @@ impl SessionStore for PgStore {
         .await
     }
 
-    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError> {
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, InfraError> {
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            diesel::update(
-                sessions::table
-                    .find(id.as_uuid())
-                    .filter(sessions::revoked_at.is_null()),
-            )
-            .set(sessions::revoked_at.eq(now))
-            .execute(conn)
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                let revoked = diesel::update(
+                    sessions::table
+                        .find(id.as_uuid())
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(now))
+                .execute(conn)
+                .await?
+                    == 1;
+                if revoked {
+                    insert_events(conn, event).await?;
+                }
+                Ok(revoked)
+            })
             .await
-            .map(|n| n == 1)
             .map_err(db_error)
         })
         .await
@@ -892,22 +1007,17 @@ impl SessionStore for PgStore {
         user: UserId,
         keep: Option<SessionId>,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<Vec<SessionId>, InfraError> {
-        // A nil id matches no session, so `keep: None` keeps nothing.
         let keep = keep.map_or(Uuid::nil(), |k| k.as_uuid());
         self.timed(async {
             let conn = &mut *self.conn().await?;
-            diesel::update(
-                sessions::table
-                    .filter(sessions::user_id.eq(user.as_uuid()))
-                    .filter(sessions::revoked_at.is_null())
-                    .filter(sessions::id.ne(keep)),
-            )
-            .set(sessions::revoked_at.eq(now))
-            .returning(sessions::id)
-            .get_results::<Uuid>(conn)
+            conn.transaction::<_, DieselError, _>(async |conn| {
+                let revoked = revoke_sessions_of(conn, user.as_uuid(), keep, now).await?;
+                insert_events(conn, [event]).await?;
+                Ok(revoked)
+            })
             .await
-            .map(|ids| ids.into_iter().map(SessionId::from_uuid).collect())
             .map_err(db_error)
         })
         .await

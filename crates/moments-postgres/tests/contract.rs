@@ -10,7 +10,9 @@ async fn pg_store() -> Option<StoreUnderTest> {
     let store = Arc::new(db.store());
     Some(StoreUnderTest {
         users: store.clone(),
-        sessions: store,
+        sessions: store.clone(),
+        keys: store.clone(),
+        audit: store,
         guard: Box::new(db),
     })
 }

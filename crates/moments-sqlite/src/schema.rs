@@ -1,6 +1,35 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_keys (id) {
+        id -> Text,
+        owner_id -> Text,
+        name -> Text,
+        prefix -> Text,
+        digest -> Binary,
+        scopes -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        type_ -> Text,
+        actor_id -> Nullable<Text>,
+        target_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        created_at -> Timestamp,
+        details -> Text,
+    }
+}
+
+diesel::table! {
     password_credentials (user_id) {
         user_id -> Text,
         hash -> Text,
@@ -71,6 +100,7 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(api_keys -> users (owner_id));
 diesel::joinable!(password_credentials -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(role_permissions -> roles (role_name));
@@ -79,6 +109,8 @@ diesel::joinable!(user_roles -> roles (role_name));
 diesel::joinable!(user_roles -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    audit_events,
     password_credentials,
     refresh_tokens,
     role_permissions,

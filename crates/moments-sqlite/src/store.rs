@@ -11,6 +11,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
+use moments_domain::audit::AuditEvent;
 use moments_domain::authz::{Permission, Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{
@@ -22,12 +23,14 @@ use moments_domain::session::{
 use moments_domain::user::{NewUser, User};
 use moments_domain::value::{Email, PasswordHash, Username};
 
+use crate::audit::insert_events;
 use crate::models::{
     NewPasswordRow, NewUserRoleRow, NewUserRow, RefreshTokenRow, SessionRow, UserRow,
     like_prefix_pattern, parse_uuid, uuid_text,
 };
 use crate::schema::{
-    password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles, users,
+    api_keys, password_credentials, refresh_tokens, role_permissions, roles, sessions, user_roles,
+    users,
 };
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -133,7 +136,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` with a pooled connection on a blocking thread.
-    async fn run<T, E>(
+    pub(crate) async fn run<T, E>(
         &self,
         work: impl FnOnce(&mut SqliteConnection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
@@ -153,7 +156,7 @@ impl SqliteStore {
     }
 }
 
-fn db_error(e: DieselError) -> InfraError {
+pub(crate) fn db_error(e: DieselError) -> InfraError {
     match &e {
         DieselError::DatabaseError(_, info)
             if info.message().contains("database is locked") || info.message().contains("busy") =>
@@ -281,6 +284,7 @@ fn record_change(
     user: &str,
     rows: usize,
     now: chrono::NaiveDateTime,
+    event: &AuditEvent,
 ) -> Result<RoleChange, DieselError> {
     if rows == 0 {
         return Ok(RoleChange::Unchanged);
@@ -288,6 +292,7 @@ fn record_change(
     diesel::update(users::table.find(user))
         .set(users::authz_changed_at.eq(now))
         .execute(conn)?;
+    insert_events(conn, [event])?;
     Ok(RoleChange::Changed)
 }
 
@@ -384,23 +389,36 @@ impl UserStore for SqliteStore {
         );
         self.run(move |conn| {
             let (user_id, hash, at) = row;
-            diesel::insert_into(password_credentials::table)
-                .values(NewPasswordRow {
-                    user_id,
-                    hash: &hash,
-                    updated_at: at,
-                })
-                .on_conflict(password_credentials::user_id)
-                .do_update()
-                .set((
-                    password_credentials::hash.eq(&hash),
-                    password_credentials::updated_at.eq(at),
-                ))
-                .execute(conn)
-                .map(drop)
-                .map_err(db_error)
+            upsert_password(conn, &user_id, &hash, at).map_err(db_error)
         })
         .await
+    }
+
+    async fn change_password(
+        &self,
+        id: UserId,
+        hash: &PasswordHash,
+        keep: Option<SessionId>,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Vec<SessionId>, InfraError> {
+        let user = uuid_text(id.as_uuid());
+        let keep = keep.map_or_else(String::new, |k| uuid_text(k.as_uuid()));
+        let hash = hash.as_str().to_owned();
+        let now = now.naive_utc();
+        let event = event.clone();
+        let ids = self
+            .run(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    upsert_password(conn, &user, &hash, now)?;
+                    let ids = revoke_sessions_of(conn, &user, &keep, now)?;
+                    insert_events(conn, [&event])?;
+                    Ok(ids)
+                })
+                .map_err(db_error)
+            })
+            .await?;
+        session_ids(ids)
     }
 
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {
@@ -456,20 +474,42 @@ impl UserStore for SqliteStore {
         id: UserId,
         disabled: bool,
         now: DateTime<Utc>,
-    ) -> Result<Option<User>, InfraError> {
+        event: &AuditEvent,
+    ) -> Result<Option<(User, Vec<SessionId>)>, InfraError> {
         let id = uuid_text(id.as_uuid());
         let now = now.naive_utc();
-        self.run(move |conn| {
-            diesel::update(users::table.find(id))
-                .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
-                .returning(UserRow::as_returning())
-                .get_result(conn)
-                .optional()
-                .map_err(db_error)?
-                .map(UserRow::into_domain)
-                .transpose()
-        })
-        .await
+        let event = event.clone();
+        let found = self
+            .run(move |conn| {
+                conn.immediate_transaction(|conn| {
+                    let Some(row) = diesel::update(users::table.find(&id))
+                        .set((users::disabled.eq(disabled), users::updated_at.eq(now)))
+                        .returning(UserRow::as_returning())
+                        .get_result(conn)
+                        .optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    let mut revoked = Vec::new();
+                    if disabled {
+                        revoked = revoke_sessions_of(conn, &id, "", now)?;
+                        diesel::update(
+                            api_keys::table
+                                .filter(api_keys::owner_id.eq(&id))
+                                .filter(api_keys::revoked_at.is_null()),
+                        )
+                        .set(api_keys::revoked_at.eq(now))
+                        .execute(conn)?;
+                    }
+                    insert_events(conn, [&event])?;
+                    Ok(Some((row, revoked)))
+                })
+                .map_err(db_error)
+            })
+            .await?;
+        found
+            .map(|(row, revoked)| Ok((row.into_domain()?, session_ids(revoked)?)))
+            .transpose()
     }
 
     async fn list_roles(&self) -> Result<Vec<Role>, InfraError> {
@@ -488,7 +528,9 @@ impl UserStore for SqliteStore {
         user: UserId,
         role: &RoleName,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<RoleChange, InfraError> {
+        let event = event.clone();
         let (user, role, now) = (
             uuid_text(user.as_uuid()),
             role.as_str().to_owned(),
@@ -505,7 +547,7 @@ impl UserStore for SqliteStore {
                         })
                         .on_conflict_do_nothing()
                         .execute(conn)?;
-                    return record_change(conn, &user, inserted, now);
+                    return record_change(conn, &user, inserted, now, &event);
                 };
                 Ok(outcome)
             })
@@ -519,7 +561,9 @@ impl UserStore for SqliteStore {
         user: UserId,
         role: &RoleName,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<RoleChange, InfraError> {
+        let event = event.clone();
         let (user, role, now) = (
             uuid_text(user.as_uuid()),
             role.as_str().to_owned(),
@@ -534,7 +578,7 @@ impl UserStore for SqliteStore {
                             .filter(user_roles::role_name.eq(&role)),
                     )
                     .execute(conn)?;
-                    return record_change(conn, &user, deleted, now);
+                    return record_change(conn, &user, deleted, now, &event);
                 };
                 Ok(outcome)
             })
@@ -543,8 +587,14 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn create_role(&self, role: &Role, now: DateTime<Utc>) -> Result<(), CreateRoleError> {
+    async fn create_role(
+        &self,
+        role: &Role,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<(), CreateRoleError> {
         let role = role.clone();
+        let event = event.clone();
         let now = now.naive_utc();
         let result = self
             .run(move |conn| {
@@ -557,7 +607,8 @@ impl UserStore for SqliteStore {
                             roles::created_at.eq(now),
                         ))
                         .execute(conn)?;
-                    insert_permissions(conn, role.name.as_str(), &role.permissions)
+                    insert_permissions(conn, role.name.as_str(), &role.permissions)?;
+                    insert_events(conn, [&event])
                 }))
             })
             .await?;
@@ -576,7 +627,9 @@ impl UserStore for SqliteStore {
         description: Option<&str>,
         permissions: Option<&[Permission]>,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<Option<Role>, InfraError> {
+        let event = event.clone();
         let name = name.as_str().to_owned();
         let description = description.map(str::to_owned);
         let permissions = permissions.map(<[Permission]>::to_vec);
@@ -603,6 +656,7 @@ impl UserStore for SqliteStore {
                     insert_permissions(conn, &name, permissions)?;
                     mark_holders_changed(conn, &name, now)?;
                 }
+                insert_events(conn, [&event])?;
                 Ok(load_roles(conn, std::slice::from_ref(&name))?.pop())
             })
             .map_err(db_error)
@@ -610,13 +664,23 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn delete_role(&self, name: &RoleName, now: DateTime<Utc>) -> Result<bool, InfraError> {
+    async fn delete_role(
+        &self,
+        name: &RoleName,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<bool, InfraError> {
         let name = name.as_str().to_owned();
         let now = now.naive_utc();
+        let event = event.clone();
         self.run(move |conn| {
             conn.immediate_transaction(|conn| {
                 mark_holders_changed(conn, &name, now)?;
-                Ok(diesel::delete(roles::table.find(&name)).execute(conn)? == 1)
+                let deleted = diesel::delete(roles::table.find(&name)).execute(conn)? == 1;
+                if deleted {
+                    insert_events(conn, [&event])?;
+                }
+                Ok(deleted)
             })
             .map_err(db_error)
         })
@@ -671,7 +735,8 @@ impl SqliteStore {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, new: NewSession) -> Result<(), InfraError> {
+    async fn create_session(&self, new: NewSession, event: &AuditEvent) -> Result<(), InfraError> {
+        let event = event.clone();
         self.run(move |conn| {
             let session = SessionRow::from_domain(&new.session);
             let token = token_row(&new.refresh_token, &session.id);
@@ -682,7 +747,7 @@ impl SessionStore for SqliteStore {
                 diesel::insert_into(refresh_tokens::table)
                     .values(&token)
                     .execute(conn)?;
-                Ok(())
+                insert_events(conn, [&event])
             })
             .map_err(db_error)
         })
@@ -771,18 +836,30 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool, InfraError> {
+    async fn revoke_session(
+        &self,
+        id: SessionId,
+        now: DateTime<Utc>,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, InfraError> {
         let id = uuid_text(id.as_uuid());
         let now = now.naive_utc();
+        let event = event.cloned();
         self.run(move |conn| {
-            diesel::update(
-                sessions::table
-                    .find(id)
-                    .filter(sessions::revoked_at.is_null()),
-            )
-            .set(sessions::revoked_at.eq(now))
-            .execute(conn)
-            .map(|n| n == 1)
+            conn.immediate_transaction(|conn| {
+                let revoked = diesel::update(
+                    sessions::table
+                        .find(id)
+                        .filter(sessions::revoked_at.is_null()),
+                )
+                .set(sessions::revoked_at.eq(now))
+                .execute(conn)?
+                    == 1;
+                if revoked {
+                    insert_events(conn, &event)?;
+                }
+                Ok(revoked)
+            })
             .map_err(db_error)
         })
         .await
@@ -793,22 +870,19 @@ impl SessionStore for SqliteStore {
         user: UserId,
         keep: Option<SessionId>,
         now: DateTime<Utc>,
+        event: &AuditEvent,
     ) -> Result<Vec<SessionId>, InfraError> {
         let user = uuid_text(user.as_uuid());
-        // An empty id matches no session, so `keep: None` keeps nothing.
         let keep = keep.map_or_else(String::new, |k| uuid_text(k.as_uuid()));
         let now = now.naive_utc();
-        let ids: Vec<String> = self
+        let event = event.clone();
+        let ids = self
             .run(move |conn| {
-                diesel::update(
-                    sessions::table
-                        .filter(sessions::user_id.eq(user))
-                        .filter(sessions::revoked_at.is_null())
-                        .filter(sessions::id.ne(keep)),
-                )
-                .set(sessions::revoked_at.eq(now))
-                .returning(sessions::id)
-                .get_results(conn)
+                conn.immediate_transaction(|conn| {
+                    let ids = revoke_sessions_of(conn, &user, &keep, now)?;
+                    insert_events(conn, [&event])?;
+                    Ok(ids)
+                })
                 .map_err(db_error)
             })
             .await?;
@@ -871,6 +945,48 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Sets the account's password hash, inside the caller's transaction.
+fn upsert_password(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    hash: &str,
+    at: chrono::NaiveDateTime,
+) -> Result<(), DieselError> {
+    diesel::insert_into(password_credentials::table)
+        .values(NewPasswordRow {
+            user_id: user_id.to_owned(),
+            hash,
+            updated_at: at,
+        })
+        .on_conflict(password_credentials::user_id)
+        .do_update()
+        .set((
+            password_credentials::hash.eq(hash),
+            password_credentials::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Revokes the user's live sessions except `keep` (an empty id matches no session, so `""`
+/// keeps nothing), inside the caller's transaction; returns the ids revoked.
+fn revoke_sessions_of(
+    conn: &mut SqliteConnection,
+    user: &str,
+    keep: &str,
+    now: chrono::NaiveDateTime,
+) -> Result<Vec<String>, DieselError> {
+    diesel::update(
+        sessions::table
+            .filter(sessions::user_id.eq(user))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::id.ne(keep)),
+    )
+    .set(sessions::revoked_at.eq(now))
+    .returning(sessions::id)
+    .get_results(conn)
 }
 
 /// `(id, time)` rows of a "changed since" query as domain ids; rows without a time are skipped.

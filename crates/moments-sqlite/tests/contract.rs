@@ -14,7 +14,9 @@ async fn sqlite_store() -> Option<StoreUnderTest> {
     let store = Arc::new(store);
     Some(StoreUnderTest {
         users: store.clone(),
-        sessions: store,
+        sessions: store.clone(),
+        keys: store.clone(),
+        audit: store,
         guard: Box::new(dir),
     })
 }

@@ -1,8 +1,10 @@
 //! Valid sample values for tests.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use moments_domain::authz::{DEFAULT_ROLE, RoleName};
-use moments_domain::ids::{RefreshTokenId, SessionId, UserId};
+use moments_domain::api_key::{ApiKey, NewApiKey};
+use moments_domain::audit::{AuditEvent, AuditKind};
+use moments_domain::authz::{DEFAULT_ROLE, Permission, RoleName};
+use moments_domain::ids::{ApiKeyId, AuditEventId, RefreshTokenId, SessionId, UserId};
 use moments_domain::ports::{Clock, SystemClock};
 use moments_domain::session::{ClientInfo, NewRefreshToken, NewSession, Session, TokenDigest};
 use moments_domain::user::NewUser;
@@ -66,5 +68,40 @@ pub fn new_session(user_id: UserId, digest: TokenDigest) -> NewSession {
             client: ClientInfo::new(Some("203.0.113.7".into()), Some("testkit/1.0".into())),
         },
         refresh_token: refresh_token(digest),
+    }
+}
+
+/// An audit event of `kind`, now, with no actor or target.
+pub fn event(kind: AuditKind) -> AuditEvent {
+    AuditEvent {
+        id: AuditEventId::from_uuid(Uuid::now_v7()),
+        kind,
+        actor: None,
+        target: None,
+        client: ClientInfo::new(Some("203.0.113.7".into()), Some("testkit/1.0".into())),
+        at: now(),
+        details: serde_json::Map::new(),
+    }
+}
+
+/// A new API key of `owner` with these scopes, a random prefix and digest, no expiry.
+pub fn new_api_key(owner: UserId, scopes: &[&str]) -> NewApiKey {
+    let prefix = format!("mk_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    NewApiKey {
+        key: ApiKey {
+            id: ApiKeyId::from_uuid(Uuid::now_v7()),
+            owner,
+            name: format!("key {prefix}"),
+            prefix,
+            scopes: scopes
+                .iter()
+                .map(|s| Permission::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")))
+                .collect(),
+            created_at: now(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        },
+        digest: digest(),
     }
 }

@@ -5,15 +5,19 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use futures_util::future::join_all;
+use moments_domain::audit::{AuditEvent, AuditFilter, AuditKind};
 use moments_domain::authz::{Permission, Role, RoleName, builtin_roles};
-use moments_domain::ids::{SessionId, UserId};
+use moments_domain::ids::{AuditEventId, SessionId, UserId};
 use moments_domain::ports::{
-    CreateRoleError, CreateUserError, RoleChange, SessionStore, UserStore,
+    ApiKeyStore, AuditStore, CreateApiKeyStoreError, CreateRoleError, CreateUserError, RoleChange,
+    SessionStore, UserStore,
 };
 use moments_domain::value::{Email, PasswordHash, Username};
 use uuid::Uuid;
 
-use crate::builders::{default_role, digest, new_session, new_user, now, refresh_token};
+use crate::builders::{
+    default_role, digest, event, new_api_key, new_session, new_user, now, refresh_token,
+};
 
 /// A store to test, with whatever keeps its database alive until the test ends.
 pub struct StoreUnderTest {
@@ -21,6 +25,10 @@ pub struct StoreUnderTest {
     pub users: Arc<dyn UserStore>,
     /// The session store.
     pub sessions: Arc<dyn SessionStore>,
+    /// The API key store.
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
     /// Dropped at the end of the test (a temporary directory, a test database).
     pub guard: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -59,6 +67,11 @@ macro_rules! store_contract_tests {
             custom_roles_are_created_edited_and_deleted,
             accounts_are_disabled_and_enabled,
             users_are_listed_by_literal_prefix_in_pages,
+            api_keys_are_found_by_prefix_with_the_owners_permissions,
+            api_keys_are_listed_and_revoked_by_their_owner_only,
+            touching_a_key_writes_at_most_once_per_interval,
+            audit_events_page_newest_first_past_ten_thousand,
+            events_are_written_only_with_their_changes,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -289,6 +302,36 @@ pub async fn builtin_roles_match_the_domain(store: &StoreUnderTest) {
     assert_eq!(store.users.list_roles().await.unwrap(), expected);
 }
 
+impl StoreUnderTest {
+    async fn find_user(&self, id: UserId) -> Option<moments_domain::user::User> {
+        self.users.find_user_by_id(id).await.unwrap()
+    }
+}
+
+/// An event of `kind` about `user`.
+fn targeted(kind: AuditKind, user: UserId) -> AuditEvent {
+    AuditEvent {
+        target: Some(user),
+        ..event(kind)
+    }
+}
+
+/// The ids of the events of `kind` that name `user`, newest first.
+async fn events_about(store: &StoreUnderTest, user: UserId, kind: AuditKind) -> Vec<AuditEventId> {
+    let filter = AuditFilter {
+        user: Some(user),
+        kind: Some(kind),
+    };
+    store
+        .audit
+        .list_audit_events(&filter, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
 async fn some_user(store: &StoreUnderTest) -> UserId {
     let name = unique("sam");
     let user = new_user(&name, &format!("{name}@example.com"));
@@ -301,7 +344,11 @@ pub async fn session_round_trips_and_is_found_by_digest(store: &StoreUnderTest) 
     let user = some_user(store).await;
     let d = digest();
     let new = new_session(user, d.clone());
-    store.sessions.create_session(new.clone()).await.unwrap();
+    store
+        .sessions
+        .create_session(new.clone(), &event(AuditKind::LoginSucceeded))
+        .await
+        .unwrap();
 
     let record = store
         .sessions
@@ -344,7 +391,11 @@ pub async fn rotation_retires_the_token_and_stores_the_successor(store: &StoreUn
     let user = some_user(store).await;
     let first = digest();
     let new = new_session(user, first.clone());
-    store.sessions.create_session(new.clone()).await.unwrap();
+    store
+        .sessions
+        .create_session(new.clone(), &event(AuditKind::LoginSucceeded))
+        .await
+        .unwrap();
 
     let later = now() + TimeDelta::seconds(5);
     let second = digest();
@@ -405,7 +456,10 @@ pub async fn concurrent_rotations_of_one_token_have_one_winner(store: &StoreUnde
     let first = digest();
     store
         .sessions
-        .create_session(new_session(user, first.clone()))
+        .create_session(
+            new_session(user, first.clone()),
+            &event(AuditKind::LoginSucceeded),
+        )
         .await
         .unwrap();
     let successors: Vec<_> = (0..RACERS).map(|_| digest()).collect();
@@ -443,19 +497,23 @@ pub async fn revoked_sessions_do_not_rotate(store: &StoreUnderTest) {
     let user = some_user(store).await;
     let d = digest();
     let new = new_session(user, d.clone());
-    store.sessions.create_session(new.clone()).await.unwrap();
+    store
+        .sessions
+        .create_session(new.clone(), &event(AuditKind::LoginSucceeded))
+        .await
+        .unwrap();
     let at = now();
     assert!(
         store
             .sessions
-            .revoke_session(new.session.id, at)
+            .revoke_session(new.session.id, at, None)
             .await
             .unwrap()
     );
     assert!(
         !store
             .sessions
-            .revoke_session(new.session.id, at)
+            .revoke_session(new.session.id, at, None)
             .await
             .unwrap()
     );
@@ -474,7 +532,13 @@ pub async fn revoked_sessions_do_not_rotate(store: &StoreUnderTest) {
             .unwrap()
     );
     let unknown = SessionId::from_uuid(Uuid::now_v7());
-    assert!(!store.sessions.revoke_session(unknown, at).await.unwrap());
+    assert!(
+        !store
+            .sessions
+            .revoke_session(unknown, at, None)
+            .await
+            .unwrap()
+    );
 }
 
 /// Setting a password replaces the hash, or creates the credential of an account without one.
@@ -510,7 +574,11 @@ async fn sessions_of(store: &StoreUnderTest, user: UserId, n: usize) -> Vec<Sess
     for _ in 0..n {
         let new = new_session(user, digest());
         ids.push(new.session.id);
-        store.sessions.create_session(new).await.unwrap();
+        store
+            .sessions
+            .create_session(new, &event(AuditKind::LoginSucceeded))
+            .await
+            .unwrap();
     }
     ids
 }
@@ -525,7 +593,7 @@ pub async fn revoking_a_users_sessions_can_keep_one(store: &StoreUnderTest) {
     let at = now();
     let mut revoked = store
         .sessions
-        .revoke_user_sessions(user, Some(mine[0]), at)
+        .revoke_user_sessions(user, Some(mine[0]), at, &event(AuditKind::Logout))
         .await
         .unwrap();
     revoked.sort();
@@ -555,14 +623,14 @@ pub async fn revoking_a_users_sessions_can_keep_one(store: &StoreUnderTest) {
     assert!(
         store
             .sessions
-            .revoke_user_sessions(user, Some(mine[0]), at)
+            .revoke_user_sessions(user, Some(mine[0]), at, &event(AuditKind::Logout))
             .await
             .unwrap()
             .is_empty()
     );
     let all = store
         .sessions
-        .revoke_user_sessions(user, None, at)
+        .revoke_user_sessions(user, None, at, &event(AuditKind::Logout))
         .await
         .unwrap();
     assert_eq!(all, vec![mine[0]]);
@@ -574,8 +642,16 @@ pub async fn active_sessions_are_live_and_most_recent_first(store: &StoreUnderTe
     let ids = sessions_of(store, user, 3).await;
     let mut expired = new_session(user, digest());
     expired.session.expires_at = now() - TimeDelta::seconds(1);
-    store.sessions.create_session(expired).await.unwrap();
-    store.sessions.revoke_session(ids[2], now()).await.unwrap();
+    store
+        .sessions
+        .create_session(expired, &event(AuditKind::LoginSucceeded))
+        .await
+        .unwrap();
+    store
+        .sessions
+        .revoke_session(ids[2], now(), None)
+        .await
+        .unwrap();
     store
         .sessions
         .touch_session(ids[0], now() + TimeDelta::seconds(30))
@@ -600,9 +676,17 @@ pub async fn revocations_are_listed_since_a_point(store: &StoreUnderTest) {
     let user = some_user(store).await;
     let ids = sessions_of(store, user, 3).await;
     let t0 = now();
-    store.sessions.revoke_session(ids[0], t0).await.unwrap();
+    store
+        .sessions
+        .revoke_session(ids[0], t0, None)
+        .await
+        .unwrap();
     let t1 = t0 + TimeDelta::seconds(10);
-    store.sessions.revoke_session(ids[1], t1).await.unwrap();
+    store
+        .sessions
+        .revoke_session(ids[1], t1, None)
+        .await
+        .unwrap();
     let listed = store.sessions.revoked_since(t0).await.unwrap();
     assert!(listed.contains(&(ids[1], t1)), "{listed:?}");
     assert!(
@@ -687,11 +771,19 @@ pub async fn roles_are_assigned_and_removed_and_changes_listed(store: &StoreUnde
     let before = now() - TimeDelta::seconds(1);
     let at = now();
     assert_eq!(
-        store.users.assign_role(user, &moderator, at).await.unwrap(),
+        store
+            .users
+            .assign_role(user, &moderator, at, &event(AuditKind::RoleAssigned))
+            .await
+            .unwrap(),
         RoleChange::Changed
     );
     assert_eq!(
-        store.users.assign_role(user, &moderator, at).await.unwrap(),
+        store
+            .users
+            .assign_role(user, &moderator, at, &event(AuditKind::RoleAssigned))
+            .await
+            .unwrap(),
         RoleChange::Unchanged
     );
     let names: Vec<String> = store
@@ -719,7 +811,7 @@ pub async fn roles_are_assigned_and_removed_and_changes_listed(store: &StoreUnde
     assert_eq!(
         store
             .users
-            .remove_role(user, &moderator, later)
+            .remove_role(user, &moderator, later, &event(AuditKind::RoleRemoved))
             .await
             .unwrap(),
         RoleChange::Changed
@@ -727,7 +819,7 @@ pub async fn roles_are_assigned_and_removed_and_changes_listed(store: &StoreUnde
     assert_eq!(
         store
             .users
-            .remove_role(user, &moderator, later)
+            .remove_role(user, &moderator, later, &event(AuditKind::RoleRemoved))
             .await
             .unwrap(),
         RoleChange::Unchanged
@@ -746,18 +838,26 @@ pub async fn roles_are_assigned_and_removed_and_changes_listed(store: &StoreUnde
     assert_eq!(
         store
             .users
-            .assign_role(nobody, &moderator, at)
+            .assign_role(nobody, &moderator, at, &event(AuditKind::RoleAssigned))
             .await
             .unwrap(),
         RoleChange::UnknownUser
     );
     let ghost = RoleName::parse("ghost").unwrap();
     assert_eq!(
-        store.users.assign_role(user, &ghost, at).await.unwrap(),
+        store
+            .users
+            .assign_role(user, &ghost, at, &event(AuditKind::RoleAssigned))
+            .await
+            .unwrap(),
         RoleChange::UnknownRole
     );
     assert_eq!(
-        store.users.remove_role(user, &ghost, at).await.unwrap(),
+        store
+            .users
+            .remove_role(user, &ghost, at, &event(AuditKind::RoleRemoved))
+            .await
+            .unwrap(),
         RoleChange::UnknownRole
     );
 }
@@ -774,9 +874,16 @@ pub async fn custom_roles_are_created_edited_and_deleted(store: &StoreUnderTest)
         permissions: vec![write.clone()],
         builtin: false,
     };
-    store.users.create_role(&role, now()).await.unwrap();
+    store
+        .users
+        .create_role(&role, now(), &event(AuditKind::RoleCreated))
+        .await
+        .unwrap();
     assert!(matches!(
-        store.users.create_role(&role, now()).await,
+        store
+            .users
+            .create_role(&role, now(), &event(AuditKind::RoleCreated))
+            .await,
         Err(CreateRoleError::Exists)
     ));
     assert_eq!(
@@ -785,12 +892,22 @@ pub async fn custom_roles_are_created_edited_and_deleted(store: &StoreUnderTest)
     );
 
     let holder = some_user(store).await;
-    store.users.assign_role(holder, &name, now()).await.unwrap();
+    store
+        .users
+        .assign_role(holder, &name, now(), &event(AuditKind::RoleAssigned))
+        .await
+        .unwrap();
     let t1 = now() + TimeDelta::seconds(5);
     let both = [moderate.clone(), write.clone()];
     let updated = store
         .users
-        .update_role(&name, Some("Edits and moderates"), Some(&both), t1)
+        .update_role(
+            &name,
+            Some("Edits and moderates"),
+            Some(&both),
+            t1,
+            &event(AuditKind::RoleUpdated),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -806,7 +923,13 @@ pub async fn custom_roles_are_created_edited_and_deleted(store: &StoreUnderTest)
     );
     let renamed = store
         .users
-        .update_role(&name, Some("Only the text"), None, t1)
+        .update_role(
+            &name,
+            Some("Only the text"),
+            None,
+            t1,
+            &event(AuditKind::RoleUpdated),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -818,15 +941,27 @@ pub async fn custom_roles_are_created_edited_and_deleted(store: &StoreUnderTest)
     assert!(
         store
             .users
-            .update_role(&ghost, Some("x"), None, t1)
+            .update_role(&ghost, Some("x"), None, t1, &event(AuditKind::RoleUpdated))
             .await
             .unwrap()
             .is_none()
     );
 
     let t2 = t1 + TimeDelta::seconds(5);
-    assert!(store.users.delete_role(&name, t2).await.unwrap());
-    assert!(!store.users.delete_role(&name, t2).await.unwrap());
+    assert!(
+        store
+            .users
+            .delete_role(&name, t2, &event(AuditKind::RoleDeleted))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .users
+            .delete_role(&name, t2, &event(AuditKind::RoleDeleted))
+            .await
+            .unwrap()
+    );
     assert!(store.users.find_role(&name).await.unwrap().is_none());
     let held: Vec<String> = store
         .users
@@ -847,54 +982,116 @@ pub async fn custom_roles_are_created_edited_and_deleted(store: &StoreUnderTest)
     );
 }
 
-/// Disabling and re-enabling an account changes only that account.
+/// Disabling an account revokes its live sessions and keys and records the event, in one
+/// transaction; re-enabling brings none of them back. Only that account changes.
 pub async fn accounts_are_disabled_and_enabled(store: &StoreUnderTest) {
     let user = some_user(store).await;
     let other = some_user(store).await;
+    let sessions = sessions_of(store, user, 2).await;
+    let others_sessions = sessions_of(store, other, 1).await;
+    let key = new_api_key(user, &["posts:write"]);
+    store
+        .keys
+        .create_api_key(&key, &event(AuditKind::ApiKeyCreated))
+        .await
+        .unwrap();
+    let others_key = new_api_key(other, &[]);
+    store
+        .keys
+        .create_api_key(&others_key, &event(AuditKind::ApiKeyCreated))
+        .await
+        .unwrap();
     let later = now() + TimeDelta::seconds(5);
-    let disabled = store
+    let disabling = targeted(AuditKind::UserDisabled, user);
+    let (disabled, mut revoked) = store
         .users
-        .set_disabled(user, true, later)
+        .set_disabled(user, true, later, &disabling)
         .await
         .unwrap()
         .unwrap();
     assert!(disabled.disabled);
     assert_eq!(disabled.updated_at, later);
+    revoked.sort();
+    assert_eq!(revoked, sessions);
     assert!(
         store
-            .users
-            .find_user_by_id(user)
+            .sessions
+            .active_sessions(user, now())
             .await
             .unwrap()
-            .unwrap()
-            .disabled
+            .is_empty()
     );
+    assert_eq!(
+        store
+            .sessions
+            .active_sessions(other, now())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let found = store
+        .keys
+        .find_api_key(&key.key.prefix)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.key.revoked_at, Some(later));
+    assert!(found.owner_disabled);
+    let others = store
+        .keys
+        .find_api_key(&others_key.key.prefix)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (others.key.revoked_at, others.owner_disabled),
+        (None, false)
+    );
+    assert!(store.find_user(other).await.is_some_and(|u| !u.disabled));
+    assert_eq!(
+        events_about(store, user, AuditKind::UserDisabled).await,
+        [disabling.id]
+    );
+
+    let enabling = targeted(AuditKind::UserEnabled, user);
+    let (enabled, revoked) = store
+        .users
+        .set_disabled(user, false, later, &enabling)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!enabled.disabled && revoked.is_empty());
+    // Nothing comes back to life.
     assert!(
-        !store
-            .users
-            .find_user_by_id(other)
+        store
+            .sessions
+            .active_sessions(user, now())
             .await
             .unwrap()
-            .unwrap()
-            .disabled
+            .is_empty()
     );
-    assert!(
-        !store
-            .users
-            .set_disabled(user, false, later)
-            .await
-            .unwrap()
-            .unwrap()
-            .disabled
+    assert!(store.keys.list_api_keys(user).await.unwrap().is_empty());
+    assert_eq!(
+        events_about(store, user, AuditKind::UserEnabled).await,
+        [enabling.id]
     );
+    assert_eq!(others_sessions.len(), 1);
+
     let nobody = UserId::from_uuid(Uuid::now_v7());
+    let ghost = targeted(AuditKind::UserDisabled, nobody);
     assert!(
         store
             .users
-            .set_disabled(nobody, true, later)
+            .set_disabled(nobody, true, later, &ghost)
             .await
             .unwrap()
             .is_none()
+    );
+    assert!(
+        events_about(store, nobody, AuditKind::UserDisabled)
+            .await
+            .is_empty()
     );
 }
 
@@ -961,4 +1158,420 @@ pub async fn users_are_listed_by_literal_prefix_in_pages(store: &StoreUnderTest)
     assert_eq!(paged, all, "pages join up in the store's order");
     let everyone = store.users.list_users(None, None, 1000).await.unwrap();
     assert!(everyone.len() >= 5);
+}
+
+/// A key is found by its prefix in one look-up with its digest, its owner's state and the
+/// owner's current permissions (the union of their roles, without duplicates), revoked or not.
+pub async fn api_keys_are_found_by_prefix_with_the_owners_permissions(store: &StoreUnderTest) {
+    let owner = some_user(store).await;
+    let moderator = RoleName::parse("moderator").unwrap();
+    store
+        .users
+        .assign_role(
+            owner,
+            &moderator,
+            now(),
+            &targeted(AuditKind::RoleAssigned, owner),
+        )
+        .await
+        .unwrap();
+    let mut key = new_api_key(owner, &["posts:moderate", "posts:write"]);
+    key.key.expires_at = Some(now() + TimeDelta::days(30));
+    let created = targeted(AuditKind::ApiKeyCreated, owner);
+    store.keys.create_api_key(&key, &created).await.unwrap();
+
+    let found = store
+        .keys
+        .find_api_key(&key.key.prefix)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.key, key.key);
+    assert_eq!(found.digest, key.digest);
+    assert!(!found.owner_disabled);
+    let held: Vec<&str> = found
+        .owner_permissions
+        .iter()
+        .map(Permission::as_str)
+        .collect();
+    // user (posts:write) + moderator (posts:write, posts:moderate, users:read), deduplicated.
+    assert_eq!(held, ["posts:moderate", "posts:write", "users:read"]);
+    assert!(
+        store
+            .keys
+            .find_api_key("mk_000000000000")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        events_about(store, owner, AuditKind::ApiKeyCreated).await,
+        [created.id]
+    );
+
+    // A second key with the same prefix is refused and records nothing.
+    let mut twin = new_api_key(owner, &[]);
+    twin.key.prefix = key.key.prefix.clone();
+    let refused = targeted(AuditKind::ApiKeyCreated, owner);
+    assert!(matches!(
+        store.keys.create_api_key(&twin, &refused).await,
+        Err(CreateApiKeyStoreError::PrefixTaken)
+    ));
+    assert_eq!(
+        events_about(store, owner, AuditKind::ApiKeyCreated).await,
+        [created.id]
+    );
+
+    // An owner without roles has no permissions, and the key is still found.
+    let bare = some_user(store).await;
+    for role in [default_role()] {
+        store
+            .users
+            .remove_role(bare, &role, now(), &event(AuditKind::RoleRemoved))
+            .await
+            .unwrap();
+    }
+    let bare_key = new_api_key(bare, &["posts:write"]);
+    store
+        .keys
+        .create_api_key(&bare_key, &event(AuditKind::ApiKeyCreated))
+        .await
+        .unwrap();
+    let found = store
+        .keys
+        .find_api_key(&bare_key.key.prefix)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.owner_permissions.is_empty());
+    assert_eq!(found.key.scopes, bare_key.key.scopes);
+}
+
+/// Owners list their live keys newest first; only the owner revokes a key, once, and the
+/// revocation is recorded with it.
+pub async fn api_keys_are_listed_and_revoked_by_their_owner_only(store: &StoreUnderTest) {
+    let owner = some_user(store).await;
+    let stranger = some_user(store).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let key = new_api_key(owner, &["posts:write"]);
+        ids.push(key.key.id);
+        store
+            .keys
+            .create_api_key(&key, &event(AuditKind::ApiKeyCreated))
+            .await
+            .unwrap();
+    }
+    let listed: Vec<_> = store
+        .keys
+        .list_api_keys(owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, ids.iter().rev().copied().collect::<Vec<_>>());
+    assert!(store.keys.list_api_keys(stranger).await.unwrap().is_empty());
+
+    let at = now();
+    let by_stranger = targeted(AuditKind::ApiKeyRevoked, stranger);
+    assert!(
+        !store
+            .keys
+            .revoke_api_key(ids[0], stranger, at, &by_stranger)
+            .await
+            .unwrap()
+    );
+    assert!(
+        events_about(store, stranger, AuditKind::ApiKeyRevoked)
+            .await
+            .is_empty()
+    );
+    let revoking = targeted(AuditKind::ApiKeyRevoked, owner);
+    assert!(
+        store
+            .keys
+            .revoke_api_key(ids[0], owner, at, &revoking)
+            .await
+            .unwrap()
+    );
+    let again = targeted(AuditKind::ApiKeyRevoked, owner);
+    assert!(
+        !store
+            .keys
+            .revoke_api_key(ids[0], owner, at, &again)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        events_about(store, owner, AuditKind::ApiKeyRevoked).await,
+        [revoking.id]
+    );
+    let listed: Vec<_> = store
+        .keys
+        .list_api_keys(owner)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, [ids[2], ids[1]]);
+}
+
+/// A key's last use is written only when none is recorded at or after `not_before`.
+pub async fn touching_a_key_writes_at_most_once_per_interval(store: &StoreUnderTest) {
+    let owner = some_user(store).await;
+    let key = new_api_key(owner, &[]);
+    store
+        .keys
+        .create_api_key(&key, &event(AuditKind::ApiKeyCreated))
+        .await
+        .unwrap();
+    let last_used = async || {
+        store
+            .keys
+            .find_api_key(&key.key.prefix)
+            .await
+            .unwrap()
+            .unwrap()
+            .key
+            .last_used_at
+    };
+    let t0 = now();
+    store
+        .keys
+        .touch_api_key(key.key.id, t0, t0 - TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(last_used().await, Some(t0));
+    let t1 = t0 + TimeDelta::seconds(30);
+    store
+        .keys
+        .touch_api_key(key.key.id, t1, t1 - TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(last_used().await, Some(t0), "written twice within a minute");
+    let t2 = t0 + TimeDelta::seconds(61);
+    store
+        .keys
+        .touch_api_key(key.key.id, t2, t2 - TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(last_used().await, Some(t2));
+}
+
+/// More than 10 000 events page newest first, with no gap or repeat, and the filters by user
+/// (as actor or as target) and by type hold on every page.
+pub async fn audit_events_page_newest_first_past_ten_thousand(store: &StoreUnderTest) {
+    let alice = some_user(store).await;
+    let bob = some_user(store).await;
+    let kinds = [
+        AuditKind::LoginFailed,
+        AuditKind::RoleAssigned,
+        AuditKind::Logout,
+    ];
+    let events: Vec<AuditEvent> = (0..10_050)
+        .map(|i| {
+            let (actor, target) = match i % 3 {
+                0 => (Some(alice), Some(bob)),
+                1 => (Some(bob), Some(bob)),
+                _ => (None, Some(alice)),
+            };
+            AuditEvent {
+                actor,
+                target,
+                details: serde_json::json!({ "n": i }).as_object().cloned().unwrap(),
+                ..event(kinds[i % 3])
+            }
+        })
+        .collect();
+    store.audit.record_audit_events(&events).await.unwrap();
+
+    let page_through = async |filter: AuditFilter| {
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .audit
+                .list_audit_events(&filter, before, 100)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            seen.extend(page);
+        }
+        seen
+    };
+    let all = page_through(AuditFilter::default()).await;
+    assert_eq!(all.len(), 10_050);
+    assert!(
+        all.windows(2).all(|w| w[0].id > w[1].id),
+        "not newest first"
+    );
+    assert_eq!(all[0], events[10_049]);
+    assert_eq!(all[10_049], events[0]);
+
+    let about_alice = page_through(AuditFilter {
+        user: Some(alice),
+        kind: None,
+    })
+    .await;
+    // Alice acts in i % 3 == 0 and is the target in i % 3 == 2.
+    assert_eq!(about_alice.len(), 3350 + 3350);
+    assert!(
+        about_alice
+            .iter()
+            .all(|e| e.actor == Some(alice) || e.target == Some(alice))
+    );
+
+    let bob_logouts = page_through(AuditFilter {
+        user: Some(bob),
+        kind: Some(AuditKind::Logout),
+    })
+    .await;
+    assert!(bob_logouts.is_empty());
+    let failures = page_through(AuditFilter {
+        user: None,
+        kind: Some(AuditKind::LoginFailed),
+    })
+    .await;
+    assert_eq!(failures.len(), 3350);
+    assert!(failures.iter().all(|e| e.kind == AuditKind::LoginFailed));
+}
+
+/// Each audited change writes its event with it; a change that does not happen (unknown
+/// session, unknown role, existing role name) writes none.
+pub async fn events_are_written_only_with_their_changes(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let kinds_about = async || {
+        let filter = AuditFilter {
+            user: Some(user),
+            kind: None,
+        };
+        let mut kinds: Vec<&str> = store
+            .audit
+            .list_audit_events(&filter, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind.as_str())
+            .collect();
+        kinds.reverse();
+        kinds
+    };
+    let session = new_session(user, digest());
+    store
+        .sessions
+        .create_session(session.clone(), &targeted(AuditKind::LoginSucceeded, user))
+        .await
+        .unwrap();
+    let at = now();
+    let revoke = targeted(AuditKind::SessionRevoked, user);
+    assert!(
+        store
+            .sessions
+            .revoke_session(session.session.id, at, Some(&revoke))
+            .await
+            .unwrap()
+    );
+    let again = targeted(AuditKind::SessionRevoked, user);
+    assert!(
+        !store
+            .sessions
+            .revoke_session(session.session.id, at, Some(&again))
+            .await
+            .unwrap()
+    );
+    let ghost = SessionId::from_uuid(Uuid::now_v7());
+    assert!(
+        !store
+            .sessions
+            .revoke_session(ghost, at, Some(&again))
+            .await
+            .unwrap()
+    );
+
+    let kept = sessions_of(store, user, 2).await;
+    let hash = PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$changed");
+    let revoked = store
+        .users
+        .change_password(
+            user,
+            &hash,
+            Some(kept[0]),
+            at,
+            &targeted(AuditKind::PasswordChanged, user),
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked, [kept[1]]);
+    assert_eq!(store.users.password_hash(user).await.unwrap(), Some(hash));
+    store
+        .sessions
+        .revoke_user_sessions(user, None, at, &targeted(AuditKind::Logout, user))
+        .await
+        .unwrap();
+
+    let ghost_role = RoleName::parse("no-such-role").unwrap();
+    let refused = targeted(AuditKind::RoleAssigned, user);
+    assert_eq!(
+        store
+            .users
+            .assign_role(user, &ghost_role, at, &refused)
+            .await
+            .unwrap(),
+        RoleChange::UnknownRole
+    );
+    // Already held: no change, no event.
+    assert_eq!(
+        store
+            .users
+            .assign_role(user, &default_role(), at, &refused)
+            .await
+            .unwrap(),
+        RoleChange::Unchanged
+    );
+    let builtin = builtin_roles().remove(0);
+    let taken = AuditEvent {
+        actor: Some(user),
+        ..event(AuditKind::RoleCreated)
+    };
+    assert!(matches!(
+        store.users.create_role(&builtin, at, &taken).await,
+        Err(CreateRoleError::Exists)
+    ));
+    let deleting = AuditEvent {
+        actor: Some(user),
+        ..event(AuditKind::RoleDeleted)
+    };
+    assert!(
+        !store
+            .users
+            .delete_role(&ghost_role, at, &deleting)
+            .await
+            .unwrap()
+    );
+    let updating = AuditEvent {
+        actor: Some(user),
+        ..event(AuditKind::RoleUpdated)
+    };
+    assert!(
+        store
+            .users
+            .update_role(&ghost_role, Some("x"), None, at, &updating)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(
+        kinds_about().await,
+        [
+            "login.succeeded",
+            "session.revoked",
+            // sessions_of records its sign-ins without naming the user.
+            "password.changed",
+            "logout",
+        ]
+    );
 }

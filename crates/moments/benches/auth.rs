@@ -12,9 +12,11 @@ use moments::config::Config;
 use moments::wiring::{Migrations, Store, build_state};
 use moments_crypto::Argon2Config;
 use moments_domain::account::Registration;
+use moments_domain::audit::AuditKind;
 use moments_domain::ids::{RefreshTokenId, SessionId};
 use moments_domain::session::{ClientInfo, NewRefreshToken, NewSession, Session, TokenDigest};
 use moments_domain::value::{Email, Password, Username};
+use moments_testkit::builders::event;
 
 const REVOKED: usize = 1_000;
 
@@ -53,28 +55,31 @@ fn setup(
         for i in 0..REVOKED {
             let id = SessionId::from_uuid(uuid::Uuid::now_v7());
             sessions
-                .create_session(NewSession {
-                    session: Session {
-                        id,
-                        user_id: user.id,
-                        created_at: now,
-                        last_used_at: now,
-                        expires_at: now + chrono::TimeDelta::days(30),
-                        revoked_at: None,
-                        client: ClientInfo::default(),
+                .create_session(
+                    NewSession {
+                        session: Session {
+                            id,
+                            user_id: user.id,
+                            created_at: now,
+                            last_used_at: now,
+                            expires_at: now + chrono::TimeDelta::days(30),
+                            revoked_at: None,
+                            client: ClientInfo::default(),
+                        },
+                        refresh_token: NewRefreshToken {
+                            id: RefreshTokenId::from_uuid(uuid::Uuid::now_v7()),
+                            digest: TokenDigest::from_bytes((i as u64).to_be_bytes().repeat(4)),
+                            issued_at: now,
+                            expires_at: now + chrono::TimeDelta::days(7),
+                        },
                     },
-                    refresh_token: NewRefreshToken {
-                        id: RefreshTokenId::from_uuid(uuid::Uuid::now_v7()),
-                        digest: TokenDigest::from_bytes((i as u64).to_be_bytes().repeat(4)),
-                        issued_at: now,
-                        expires_at: now + chrono::TimeDelta::days(7),
-                    },
-                })
+                    &event(AuditKind::LoginSucceeded),
+                )
                 .await
                 .expect("session");
         }
         sessions
-            .revoke_user_sessions(user.id, None, now)
+            .revoke_user_sessions(user.id, None, now, &event(AuditKind::Logout))
             .await
             .expect("revoke");
         assert_eq!(accounts.sync_revocations().await.expect("sync"), REVOKED);

@@ -13,7 +13,8 @@ use moments_crypto::{
 };
 use moments_domain::account::AccountPorts;
 use moments_domain::ports::{
-    Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore, UuidV7Generator,
+    ApiKeyStore, AuditStore, Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore,
+    UuidV7Generator,
 };
 use moments_domain::{AccountService, SessionPolicy};
 use moments_http::{AppState, HttpConfig};
@@ -91,6 +92,22 @@ impl Store {
 
     /// The store as the domain's user store.
     pub fn users(&self) -> Arc<dyn UserStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// The store as the domain's API key store.
+    pub fn keys(&self) -> Arc<dyn ApiKeyStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// The store as the domain's audit log.
+    pub fn audit(&self) -> Arc<dyn AuditStore> {
         match self {
             Self::Sqlite(s) => s.clone(),
             Self::Postgres(s) => s.clone(),
@@ -177,6 +194,7 @@ pub fn build_state_with_clock(
     let successor_key =
         RandomSecrets::derive_key(keys.secret_material(), "moments/refresh-token-successor/v1");
     let cursor_key = RandomSecrets::derive_key(keys.secret_material(), "moments/list-cursor/v1");
+    let api_key_key = RandomSecrets::derive_key(keys.secret_material(), "moments/api-key-hash/v1");
     let tokens = Arc::new(JwtTokens::new(
         JwtConfig {
             keys,
@@ -193,10 +211,12 @@ pub fn build_state_with_clock(
         AccountPorts {
             users: store.users(),
             sessions: store.sessions(),
+            keys: store.keys(),
+            audit: store.audit(),
             hasher,
             issuer: tokens.clone(),
             verifier: tokens,
-            secrets: Arc::new(RandomSecrets::new(successor_key)),
+            secrets: Arc::new(RandomSecrets::new(successor_key, api_key_key)),
             clock,
             ids,
             cursors: Arc::new(SealedCursors::new(cursor_key)),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::test;
 use common::*;
-use moments_domain::account::Actor;
+use moments_domain::account::{Actor, Credential};
 use moments_domain::admin::RoleAssignmentError;
 use moments_domain::authz::{Permission, RoleName, builtin_roles, catalogue};
 use moments_domain::ids::{SessionId, UserId};
@@ -187,9 +187,10 @@ async fn nobody_grants_a_permission_they_do_not_hold(t: TestApp) {
     // A caller that may assign roles but holds nothing else.
     let assigner = Actor {
         user_id: UserId::from_uuid(uuid::Uuid::now_v7()),
-        session_id: SessionId::from_uuid(uuid::Uuid::now_v7()),
+        credential: Credential::Session(SessionId::from_uuid(uuid::Uuid::now_v7())),
         roles: vec![],
         permissions: vec![Permission::parse("roles:assign").unwrap()],
+        client: Default::default(),
     };
     for role in ["admin", "moderator", "user"] {
         let role = RoleName::parse(role).unwrap();

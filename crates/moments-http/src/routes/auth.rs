@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Authenticated, client_info};
+use crate::extract::{ApiJson, Authenticated, Caller, client_info};
 use crate::problem::{self, Problem};
 use crate::routes::endpoint;
 use crate::validation::Fields;
@@ -261,12 +261,16 @@ pub async fn login(
 )]
 pub async fn refresh(
     state: web::Data<AppState>,
+    req: HttpRequest,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
     fields.required("refresh_token", &body.refresh_token);
     fields.finish()?;
-    let pair = state.accounts.refresh(&body.refresh_token).await?;
+    let pair = state
+        .accounts
+        .refresh(&body.refresh_token, &client_info(&req))
+        .await?;
     Ok(token_response(pair))
 }
 
@@ -282,12 +286,16 @@ pub async fn refresh(
 )]
 pub async fn logout(
     state: web::Data<AppState>,
+    req: HttpRequest,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let mut fields = Fields::default();
     fields.required("refresh_token", &body.refresh_token);
     fields.finish()?;
-    state.accounts.logout(&body.refresh_token).await?;
+    state
+        .accounts
+        .logout(&body.refresh_token, &client_info(&req))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -295,11 +303,11 @@ pub async fn logout(
 #[utoipa::path(
     get, path = "/api/v1/auth/me", tag = "auth", operation_id = "get_me",
     responses((status = 200, description = "The caller's account", body = MeResponse)),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("api_key" = [])),
 )]
 pub async fn me(
     state: web::Data<AppState>,
-    Authenticated(actor): Authenticated,
+    Caller(actor): Caller,
 ) -> Result<HttpResponse, ApiError> {
     let me = state.accounts.current_user(&actor).await?;
     Ok(HttpResponse::Ok().json(MeResponse::from(me)))

@@ -1,5 +1,7 @@
 //! Route handlers, one module per resource.
 
+pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod docs;
 pub mod ops;

@@ -95,7 +95,7 @@ pub async fn list_permissions(_caller: Authenticated) -> HttpResponse {
 #[utoipa::path(
     get, path = "/api/v1/roles", tag = "roles", operation_id = "list_roles",
     responses((status = 200, description = "Every role", body = RolePage)),
-    security(("bearer" = ["roles:read"])),
+    security(("bearer" = ["roles:read"]), ("api_key" = ["roles:read"])),
 )]
 pub async fn list_roles(
     state: web::Data<AppState>,
@@ -122,7 +122,7 @@ pub async fn list_roles(
         (status = 200, description = "The role", body = RoleResponse),
         (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["roles:read"])),
+    security(("bearer" = ["roles:read"]), ("api_key" = ["roles:read"])),
 )]
 pub async fn get_role(
     state: web::Data<AppState>,
@@ -153,10 +153,15 @@ fn check_description(fields: &mut Fields, description: &str) -> Option<String> {
 }
 
 /// Parses permissions: each `resource:action` and in the catalogue; sorted, without repeats.
-fn check_permissions(fields: &mut Fields, raw: &[String]) -> Vec<Permission> {
+/// Parses permission names from the catalogue; each bad one is a field error `{field}[i]`.
+pub(crate) fn check_permissions(
+    fields: &mut Fields,
+    field: &str,
+    raw: &[String],
+) -> Vec<Permission> {
     let mut permissions = Vec::new();
     for (i, name) in raw.iter().enumerate() {
-        let field = format!("permissions[{i}]");
+        let field = format!("{field}[{i}]");
         match Permission::parse(name) {
             Ok(p) if catalogue().iter().any(|known| known.name == p.as_str()) => {
                 permissions.push(p)
@@ -222,7 +227,7 @@ pub struct UpdateRoleRequest {
         (status = 201, description = "The role", body = RoleResponse),
         (status = 409, description = "A role of that name exists", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["roles:write"])),
+    security(("bearer" = ["roles:write"]), ("api_key" = ["roles:write"])),
 )]
 pub async fn create_role(
     state: web::Data<AppState>,
@@ -232,7 +237,7 @@ pub async fn create_role(
     let mut fields = Fields::default();
     let name = fields.check("name", RoleName::parse(&body.name));
     let description = check_description(&mut fields, &body.description);
-    let permissions = check_permissions(&mut fields, &body.permissions);
+    let permissions = check_permissions(&mut fields, "permissions", &body.permissions);
     fields.finish()?;
     let (Some(name), Some(description)) = (name, description) else {
         return Err(ApiError::internal(&"validation passed without values"));
@@ -261,7 +266,7 @@ pub async fn create_role(
         (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The permissions of a built-in role", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["roles:write"])),
+    security(("bearer" = ["roles:write"]), ("api_key" = ["roles:write"])),
 )]
 pub async fn update_role(
     state: web::Data<AppState>,
@@ -278,7 +283,7 @@ pub async fn update_role(
     let permissions = body
         .permissions
         .as_deref()
-        .map(|p| check_permissions(&mut fields, p));
+        .map(|p| check_permissions(&mut fields, "permissions", p));
     fields.finish()?;
     let description = description.flatten();
     let role = state
@@ -298,7 +303,7 @@ pub async fn update_role(
         (status = 404, description = "No such role", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A built-in role", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["roles:write"])),
+    security(("bearer" = ["roles:write"]), ("api_key" = ["roles:write"])),
 )]
 pub async fn delete_role(
     state: web::Data<AppState>,

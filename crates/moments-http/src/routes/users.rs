@@ -49,7 +49,7 @@ fn target(path: &(String, String)) -> Result<(UserId, RoleName), ApiError> {
         (status = 204, description = "The user holds the role"),
         (status = 404, description = "No such user or role", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["roles:assign"])),
+    security(("bearer" = ["roles:assign"]), ("api_key" = ["roles:assign"])),
 )]
 pub async fn assign_role(
     state: web::Data<AppState>,
@@ -73,7 +73,7 @@ pub async fn assign_role(
         (status = 204, description = "The user does not hold the role"),
         (status = 404, description = "No such user or role", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["roles:assign"])),
+    security(("bearer" = ["roles:assign"]), ("api_key" = ["roles:assign"])),
 )]
 pub async fn remove_role(
     state: web::Data<AppState>,
@@ -176,7 +176,7 @@ pub(crate) fn page_limit(fields: &mut Fields, raw: Option<&String>) -> usize {
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses((status = 200, description = "A page of accounts", body = UserPage)),
-    security(("bearer" = ["users:read"])),
+    security(("bearer" = ["users:read"]), ("api_key" = ["users:read"])),
 )]
 pub async fn list_users(
     state: web::Data<AppState>,
@@ -234,7 +234,7 @@ pub struct UpdateUserRequest {
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Disabling one's own account", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["users:write"])),
+    security(("bearer" = ["users:write"]), ("api_key" = ["users:write"])),
 )]
 pub async fn update_user(
     state: web::Data<AppState>,

@@ -246,7 +246,6 @@ async fn revoked_expired_and_forged_keys_are_refused(t: TestApp) {
     register(&app, "dee").await;
     register(&app, "eve").await;
     let dee = login(&app, "dee").await;
-    let eve = login(&app, "eve").await;
     let me = |key: &str| with_key(test::TestRequest::get().uri("/api/v1/auth/me"), key);
 
     let expires = (moments_domain::ports::Clock::now(clock.as_ref()) + chrono::TimeDelta::hours(1))

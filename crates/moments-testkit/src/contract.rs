@@ -72,6 +72,7 @@ macro_rules! store_contract_tests {
             touching_a_key_writes_at_most_once_per_interval,
             audit_events_page_newest_first_past_ten_thousand,
             events_are_written_only_with_their_changes,
+            a_change_whose_event_cannot_be_written_does_not_happen,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -1574,4 +1575,100 @@ pub async fn events_are_written_only_with_their_changes(store: &StoreUnderTest) 
             "logout",
         ]
     );
+}
+
+/// The event and its change are one transaction: when the event cannot be written (here, an
+/// id already used), the change does not happen either.
+pub async fn a_change_whose_event_cannot_be_written_does_not_happen(store: &StoreUnderTest) {
+    let user = some_user(store).await;
+    let taken = event(AuditKind::LoginFailed);
+    store
+        .audit
+        .record_audit_events(std::slice::from_ref(&taken))
+        .await
+        .unwrap();
+    let clash = |kind| AuditEvent {
+        kind,
+        ..taken.clone()
+    };
+
+    let session = new_session(user, digest());
+    let id = session.session.id;
+    assert!(
+        store
+            .sessions
+            .create_session(session, &clash(AuditKind::LoginSucceeded))
+            .await
+            .is_err()
+    );
+    assert!(store.sessions.find_session(id).await.unwrap().is_none());
+
+    let moderator = RoleName::parse("moderator").unwrap();
+    assert!(
+        store
+            .users
+            .assign_role(user, &moderator, now(), &clash(AuditKind::RoleAssigned))
+            .await
+            .is_err()
+    );
+    let held = store.users.roles_of(user).await.unwrap();
+    assert!(held.iter().all(|r| r.name != moderator));
+
+    assert!(
+        store
+            .users
+            .set_disabled(user, true, now(), &clash(AuditKind::UserDisabled))
+            .await
+            .is_err()
+    );
+    assert!(store.find_user(user).await.is_some_and(|u| !u.disabled));
+
+    let role = Role {
+        name: RoleName::parse(&unique("atomic").replace('_', "-")).unwrap(),
+        description: "never".into(),
+        permissions: vec![],
+        builtin: false,
+    };
+    assert!(
+        store
+            .users
+            .create_role(&role, now(), &clash(AuditKind::RoleCreated))
+            .await
+            .is_err()
+    );
+    assert!(store.users.find_role(&role.name).await.unwrap().is_none());
+
+    let key = new_api_key(user, &[]);
+    assert!(
+        store
+            .keys
+            .create_api_key(&key, &clash(AuditKind::ApiKeyCreated))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .keys
+            .find_api_key(&key.key.prefix)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let hash = PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$never");
+    assert!(
+        store
+            .users
+            .change_password(user, &hash, None, now(), &clash(AuditKind::PasswordChanged))
+            .await
+            .is_err()
+    );
+    assert_ne!(store.users.password_hash(user).await.unwrap(), Some(hash));
+
+    let all = store
+        .audit
+        .list_audit_events(&AuditFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().filter(|e| e.id == taken.id).count(), 1);
 }

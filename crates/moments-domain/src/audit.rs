@@ -66,6 +66,8 @@ audit_kinds! {
     UserDisabled = "user.disabled",
     /// An account was enabled again.
     UserEnabled = "user.enabled",
+    /// A user changed their own profile (display name or e-mail address).
+    ProfileUpdated = "user.updated",
 }
 
 impl AuditKind {
@@ -220,7 +222,7 @@ mod tests {
         for kind in AuditKind::ALL {
             assert_eq!(AuditKind::parse(kind.as_str()), Some(*kind));
         }
-        assert_eq!(AuditKind::ALL.len(), 15);
+        assert_eq!(AuditKind::ALL.len(), 16);
         assert_eq!(AuditKind::parse("login"), None);
     }
 }

@@ -9,7 +9,7 @@ use crate::error::InfraError;
 use crate::ids::UserId;
 use crate::ports::CreateUserError;
 use crate::user::NewUser;
-use crate::value::{Email, PasswordHash, Username};
+use crate::value::{DisplayName, Email, PasswordHash, Username};
 
 /// One account to import, as read from a line (raw: the import validates it).
 #[derive(Debug, Clone, Default)]
@@ -49,9 +49,6 @@ pub enum ImportError {
     Infra(#[from] InfraError),
 }
 
-/// Longest display name, in characters.
-pub const MAX_DISPLAY_NAME: usize = 64;
-
 impl AccountService {
     /// Imports accounts: `lines` pairs each line number with its parsed record, or with why it
     /// could not be parsed. Every line is checked (format, hash, roles, duplicates in the file,
@@ -86,18 +83,14 @@ impl AccountService {
             if !self.hasher().recognizes(&hash) {
                 problems.push("password_hash is not a bcrypt or argon2 hash".to_owned());
             }
-            let display_name = record
-                .display_name
-                .as_deref()
-                .map(str::trim)
-                .map(str::to_owned);
-            if let Some(name) = &display_name
-                && !(1..=MAX_DISPLAY_NAME).contains(&name.chars().count())
-            {
-                problems.push(format!(
-                    "display_name must be 1 to {MAX_DISPLAY_NAME} characters"
-                ));
-            }
+            let display_name = match record.display_name.as_deref().map(DisplayName::parse) {
+                None => None,
+                Some(Ok(name)) => Some(name.as_str().to_owned()),
+                Some(Err(e)) => {
+                    problems.push(format!("display_name {e}"));
+                    None
+                }
+            };
             let mut roles =
                 vec![RoleName::parse(DEFAULT_ROLE).map_err(|e| InfraError::internal(e.message))?];
             for role in &record.roles {

@@ -10,6 +10,7 @@ pub mod grants;
 pub mod ids;
 pub mod import;
 pub mod ports;
+pub mod profile;
 pub mod revocation;
 pub mod session;
 pub mod user;

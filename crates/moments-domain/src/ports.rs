@@ -11,6 +11,7 @@ use crate::audit::{AuditEvent, AuditFilter};
 use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
 use crate::ids::{ApiKeyId, AuditEventId, SessionId, UserId};
+use crate::profile::ProfileChange;
 use crate::session::{
     AccessClaims, AccessGrant, AccessToken, NewRefreshToken, NewSession, OpaqueToken,
     RefreshTokenRecord, Session, TokenDigest,
@@ -52,6 +53,17 @@ pub enum CreateApiKeyStoreError {
     /// Another key has the same look-up prefix (the caller retries with a fresh key).
     #[error("prefix taken")]
     PrefixTaken,
+    /// The store failed.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Why a profile change could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateProfileStoreError {
+    /// Another account has the e-mail address (compared case-insensitively).
+    #[error("email taken")]
+    EmailTaken,
     /// The store failed.
     #[error(transparent)]
     Infra(#[from] InfraError),
@@ -118,6 +130,16 @@ pub trait UserStore: Send + Sync {
         now: DateTime<Utc>,
         event: &AuditEvent,
     ) -> Result<Vec<SessionId>, InfraError>;
+    /// Applies a profile change and records `event`, in one transaction. A new e-mail address
+    /// that differs from the current one other than by case resets its verification.
+    /// `Ok(None)` when there is no such account. Errors: [`UpdateProfileStoreError::EmailTaken`].
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Option<User>, UpdateProfileStoreError>;
     /// The roles the account holds, with their permissions, sorted by name.
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError>;
     /// Up to `limit` accounts ordered by username, after `after` (exclusive), whose username or

@@ -87,6 +87,42 @@ impl fmt::Display for Username {
     }
 }
 
+/// A name to show instead of the username: 1 to 64 characters after trimming, no control
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    /// Longest accepted name, in characters.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Checks a display name.
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(InvalidValue::new("required", "must not be empty"));
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err(InvalidValue::new(
+                "too_long",
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(InvalidValue::new(
+                "invalid_format",
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An e-mail address, kept as entered (trimmed) and compared case-insensitively through
 /// [`Email::key`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

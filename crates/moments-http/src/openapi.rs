@@ -27,7 +27,7 @@ use crate::routes::{api_keys, audit, auth, ops, roles, users};
         auth::change_password, auth::list_sessions, auth::revoke_session,
         roles::list_permissions, roles::list_roles, roles::get_role,
         roles::create_role, roles::update_role, roles::delete_role,
-        users::list_users, users::get_user, users::update_user, users::assign_role, users::remove_role,
+        users::list_users, users::get_user, users::update_me, users::update_user, users::assign_role, users::remove_role,
         api_keys::create_api_key, api_keys::list_api_keys, api_keys::revoke_api_key,
         audit::list_audit_events,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,

@@ -17,8 +17,10 @@ use moments_domain::audit::AuditEvent;
 use moments_domain::authz::{Permission, Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{
-    CreateRoleError, CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore,
+    CreateRoleError, CreateUserError, HealthProbe, RoleChange, SessionStore,
+    UpdateProfileStoreError, UserStore,
 };
+use moments_domain::profile::ProfileChange;
 use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
@@ -538,6 +540,69 @@ impl UserStore for PgStore {
             .map_err(db_error)
         })
         .await
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Option<User>, UpdateProfileStoreError> {
+        let id = id.as_uuid();
+        let result = self
+            .timed(async {
+                let conn = &mut *self.conn().await?;
+                Ok::<_, InfraError>(
+                    conn.transaction::<_, DieselError, _>(async |conn| {
+                        let Some((current_key, verified)) = users::table
+                            .find(id)
+                            .select((users::email_key, users::email_verified))
+                            .for_update()
+                            .first::<(String, bool)>(conn)
+                            .await
+                            .optional()?
+                        else {
+                            return Ok(None);
+                        };
+                        if let Some(name) = &change.display_name {
+                            diesel::update(users::table.find(id))
+                                .set(users::display_name.eq(name.as_ref().map(|n| n.as_str())))
+                                .execute(conn)
+                                .await?;
+                        }
+                        if let Some(email) = &change.email {
+                            let key = email.key();
+                            diesel::update(users::table.find(id))
+                                .set((
+                                    users::email.eq(email.as_str()),
+                                    users::email_verified.eq(verified && key == current_key),
+                                    users::email_key.eq(key),
+                                ))
+                                .execute(conn)
+                                .await?;
+                        }
+                        let row = diesel::update(users::table.find(id))
+                            .set(users::updated_at.eq(now))
+                            .returning(UserRow::as_returning())
+                            .get_result(conn)
+                            .await?;
+                        insert_events(conn, [event]).await?;
+                        Ok(Some(row))
+                    })
+                    .await,
+                )
+            })
+            .await?;
+        match result {
+            Ok(row) => Ok(row.map(UserRow::into_domain).transpose()?),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.constraint_name() == Some("users_email_key_unique") =>
+            {
+                Err(UpdateProfileStoreError::EmailTaken)
+            }
+            Err(e) => Err(db_error(e).into()),
+        }
     }
 
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {

@@ -15,8 +15,10 @@ use moments_domain::audit::AuditEvent;
 use moments_domain::authz::{Permission, Role, RoleName, assemble_roles};
 use moments_domain::ids::{SessionId, UserId};
 use moments_domain::ports::{
-    CreateRoleError, CreateUserError, HealthProbe, RoleChange, SessionStore, UserStore,
+    CreateRoleError, CreateUserError, HealthProbe, RoleChange, SessionStore,
+    UpdateProfileStoreError, UserStore,
 };
+use moments_domain::profile::ProfileChange;
 use moments_domain::session::{
     NewRefreshToken, NewSession, RefreshTokenRecord, Session, TokenDigest,
 };
@@ -419,6 +421,63 @@ impl UserStore for SqliteStore {
             })
             .await?;
         session_ids(ids)
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        change: &ProfileChange,
+        now: DateTime<Utc>,
+        event: &AuditEvent,
+    ) -> Result<Option<User>, UpdateProfileStoreError> {
+        let id = uuid_text(id.as_uuid());
+        let change = change.clone();
+        let event = event.clone();
+        let now = now.naive_utc();
+        let result = self
+            .run(move |conn| {
+                Ok::<_, InfraError>(conn.immediate_transaction(|conn| {
+                    let Some((current_key, verified)) = users::table
+                        .find(&id)
+                        .select((users::email_key, users::email_verified))
+                        .first::<(String, bool)>(conn)
+                        .optional()?
+                    else {
+                        return Ok(None);
+                    };
+                    if let Some(name) = &change.display_name {
+                        diesel::update(users::table.find(&id))
+                            .set(users::display_name.eq(name.as_ref().map(|n| n.as_str())))
+                            .execute(conn)?;
+                    }
+                    if let Some(email) = &change.email {
+                        let key = email.key();
+                        diesel::update(users::table.find(&id))
+                            .set((
+                                users::email.eq(email.as_str()),
+                                users::email_verified.eq(verified && key == current_key),
+                                users::email_key.eq(key),
+                            ))
+                            .execute(conn)?;
+                    }
+                    let row = diesel::update(users::table.find(&id))
+                        .set(users::updated_at.eq(now))
+                        .returning(UserRow::as_returning())
+                        .get_result(conn)?;
+                    insert_events(conn, [&event])?;
+                    Ok(Some(row))
+                }))
+            })
+            .await?;
+        match result {
+            Ok(row) => Ok(row.map(UserRow::into_domain).transpose()?),
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+                if info.message().contains("users.email_key") =>
+            {
+                Err(UpdateProfileStoreError::EmailTaken)
+            }
+            Err(e) => Err(db_error(e).into()),
+        }
     }
 
     async fn roles_of(&self, id: UserId) -> Result<Vec<Role>, InfraError> {

@@ -10,9 +10,10 @@ use moments_domain::authz::{Permission, Role, RoleName, builtin_roles};
 use moments_domain::ids::{AuditEventId, SessionId, UserId};
 use moments_domain::ports::{
     ApiKeyStore, AuditStore, CreateApiKeyStoreError, CreateRoleError, CreateUserError, RoleChange,
-    SessionStore, UserStore,
+    SessionStore, UpdateProfileStoreError, UserStore,
 };
-use moments_domain::value::{Email, PasswordHash, Username};
+use moments_domain::profile::ProfileChange;
+use moments_domain::value::{DisplayName, Email, PasswordHash, Username};
 use uuid::Uuid;
 
 use crate::builders::{
@@ -73,6 +74,7 @@ macro_rules! store_contract_tests {
             audit_events_page_newest_first_past_ten_thousand,
             events_are_written_only_with_their_changes,
             a_change_whose_event_cannot_be_written_does_not_happen,
+            profiles_change_with_unique_addresses,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
@@ -1671,4 +1673,98 @@ pub async fn a_change_whose_event_cannot_be_written_does_not_happen(store: &Stor
         .await
         .unwrap();
     assert_eq!(all.iter().filter(|e| e.id == taken.id).count(), 1);
+}
+
+/// A profile change sets or clears the display name and moves the e-mail address (its own in
+/// another case too), refuses an address another account has, and records its event only when
+/// it happens.
+pub async fn profiles_change_with_unique_addresses(store: &StoreUnderTest) {
+    let name = unique("prof");
+    let created = store
+        .users
+        .create_user(new_user(&name, &format!("{name}@example.com")))
+        .await
+        .unwrap();
+    let other = unique("prof");
+    store
+        .users
+        .create_user(new_user(&other, &format!("{other}@example.com")))
+        .await
+        .unwrap();
+    let later = now() + TimeDelta::seconds(3);
+    let change = ProfileChange {
+        display_name: Some(Some(DisplayName::parse(" Pat ").unwrap())),
+        email: Some(Email::parse(&format!("{}@Example.COM", name.to_uppercase())).unwrap()),
+    };
+    let first = targeted(AuditKind::ProfileUpdated, created.id);
+    let updated = store
+        .users
+        .update_profile(created.id, &change, later, &first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.display_name.as_deref(), Some("Pat"));
+    assert_eq!(updated.email, change.email.clone().unwrap());
+    assert_eq!(updated.updated_at, later);
+    assert_eq!(
+        store
+            .users
+            .find_user_by_email(&created.email)
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(created.id),
+        "still found by the address in any case"
+    );
+
+    let taken = ProfileChange {
+        display_name: Some(None),
+        email: Some(Email::parse(&format!("{other}@example.com")).unwrap()),
+    };
+    let refused = targeted(AuditKind::ProfileUpdated, created.id);
+    assert!(matches!(
+        store
+            .users
+            .update_profile(created.id, &taken, later, &refused)
+            .await,
+        Err(UpdateProfileStoreError::EmailTaken)
+    ));
+    let unchanged = store.find_user(created.id).await.unwrap();
+    assert_eq!(
+        unchanged.display_name.as_deref(),
+        Some("Pat"),
+        "nothing half-applied"
+    );
+
+    let clear = ProfileChange {
+        display_name: Some(None),
+        email: None,
+    };
+    let second = targeted(AuditKind::ProfileUpdated, created.id);
+    let cleared = store
+        .users
+        .update_profile(created.id, &clear, later, &second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cleared.display_name, None);
+    assert_eq!(
+        events_about(store, created.id, AuditKind::ProfileUpdated).await,
+        [second.id, first.id]
+    );
+    let nobody = UserId::from_uuid(Uuid::now_v7());
+    let ghost = targeted(AuditKind::ProfileUpdated, nobody);
+    assert!(
+        store
+            .users
+            .update_profile(nobody, &clear, later, &ghost)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        events_about(store, nobody, AuditKind::ProfileUpdated)
+            .await
+            .is_empty()
+    );
 }

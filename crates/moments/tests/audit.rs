@@ -129,6 +129,10 @@ async fn every_security_action_is_recorded(t: TestApp) {
     let key_id = key.body["id"].as_str().unwrap().to_owned();
     let revoke_key = test::TestRequest::delete().uri(&format!("/api/v1/api-keys/{key_id}"));
     assert_eq!(call(revoke_key, token(&first)).await.status, 204);
+    let profile = test::TestRequest::patch()
+        .uri("/api/v1/users/me")
+        .set_json(json!({"display_name": "Hal"}));
+    assert_eq!(call(profile, token(&first)).await.status, 200);
     let everywhere = test::TestRequest::post().uri("/api/v1/auth/logout-all");
     assert_eq!(call(everywhere, token(&first)).await.status, 204);
 
@@ -196,6 +200,7 @@ async fn every_security_action_is_recorded(t: TestApp) {
             "password.changed",
             "api_key.created",
             "api_key.revoked",
+            "user.updated",
             "logout",
             "login.succeeded",
             "role.created",

@@ -7,13 +7,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use moments_domain::admin::{DisableError, ListError, RoleAssignmentError};
 use moments_domain::authz::RoleName;
 use moments_domain::ids::UserId;
+use moments_domain::profile::{ProfileChange, UpdateProfileError};
+use moments_domain::value::{DisplayName, Email};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Permitted, RolesAssign, UsersRead, UsersWrite};
+use crate::extract::{ApiJson, Authenticated, Permitted, RolesAssign, UsersRead, UsersWrite};
 use crate::problem::{self, Problem};
 use crate::routes::auth::UserResponse;
 use crate::routes::endpoint;
@@ -265,9 +267,76 @@ pub async fn update_user(
     }
 }
 
+/// Changes to the caller's profile; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    /// 1 to 64 characters; null clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, example = "Ada L.")]
+    pub display_name: Option<Option<String>>,
+    /// A new address; it must not belong to another account. Its verification starts over
+    /// unless only its case changes.
+    #[serde(default)]
+    #[schema(example = "ada@example.org")]
+    pub email: Option<String>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`, by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Change your display name or e-mail address. Nothing else about an account can be changed
+/// here: roles, permissions and the disabled flag are refused as unknown fields (422).
+#[utoipa::path(
+    patch, path = "/api/v1/users/me", tag = "users", operation_id = "update_me",
+    request_body = UpdateProfileRequest,
+    responses(
+        (status = 200, description = "Your account as it is now", body = UserResponse),
+        (status = 409, description = "`email_taken`: another account has the address", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn update_me(
+    state: web::Data<AppState>,
+    Authenticated(actor): Authenticated,
+    ApiJson(body): ApiJson<UpdateProfileRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let mut fields = Fields::default();
+    let display_name = match body.display_name {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(raw)) => fields
+            .check("display_name", DisplayName::parse(&raw))
+            .map(Some),
+    };
+    let email = body
+        .email
+        .and_then(|raw| fields.check("email", Email::parse(&raw)));
+    fields.finish()?;
+    let change = ProfileChange {
+        display_name,
+        email,
+    };
+    match state.accounts.update_profile(&actor, change).await {
+        Ok(user) => Ok(HttpResponse::Ok().json(UserResponse::from(&user))),
+        Err(UpdateProfileError::EmailTaken) => Err(ApiError::new(
+            &problem::EMAIL_TAKEN,
+            "this e-mail address belongs to another account",
+        )),
+        Err(UpdateProfileError::NotFound) => Err(ApiError::from(
+            moments_domain::account::CurrentUserError::NotFound,
+        )),
+        Err(UpdateProfileError::Infra(e)) => Err(e.into()),
+    }
+}
+
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/users").route(web::get().to(list_users)))
+        // Before `/users/{id}`, which would otherwise take "me" as an id.
+        .service(endpoint("/users/me").route(web::patch().to(update_me)))
         .service(
             endpoint("/users/{id}")
                 .route(web::get().to(get_user))

@@ -116,7 +116,10 @@ async fn the_display_name_and_address_change(t: TestApp) {
     .await;
     let items = log.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "{:#}", log.body);
-    assert_eq!(items[1]["details"]["previous_email"], "josephine@example.com");
+    assert_eq!(
+        items[1]["details"]["previous_email"],
+        "josephine@example.com"
+    );
     assert_eq!(items[1]["details"]["email"], "Jo@Example.org");
 }
 

@@ -105,6 +105,9 @@ pub struct Config {
     pub public_url: String,
     /// `MOMENTS_JWT_SECRET`, or a generated development secret.
     pub jwt_secret: JwtSecretSource,
+    /// `MOMENTS_API_KEY_SECRET`: the key API keys are hashed with. Unset, it is derived from
+    /// the token signing material, so rotating that material also invalidates every API key.
+    pub api_key_secret: Option<SecretSlice<u8>>,
     /// `MOMENTS_JWT_AUDIENCE`.
     pub jwt_audience: String,
     /// `MOMENTS_ACCESS_TOKEN_TTL_SECONDS`.
@@ -284,6 +287,13 @@ impl Config {
                 ));
             }
         };
+        let api_key_secret = match get("MOMENTS_API_KEY_SECRET") {
+            Some(secret) => {
+                check_secret("MOMENTS_API_KEY_SECRET", secret.as_bytes())?;
+                Some(SecretSlice::from(secret.into_bytes()))
+            }
+            None => None,
+        };
         let access_token_ttl = seconds("MOMENTS_ACCESS_TOKEN_TTL_SECONDS", 900, 60, 86_400)?;
         let refresh_token_ttl = seconds(
             "MOMENTS_REFRESH_TOKEN_TTL_SECONDS",
@@ -390,6 +400,7 @@ impl Config {
             auto_migrate: flag("MOMENTS_AUTO_MIGRATE")?,
             public_url,
             jwt_secret,
+            api_key_secret,
             jwt_audience: get("MOMENTS_JWT_AUDIENCE").unwrap_or_else(|| "moments".into()),
             access_token_ttl,
             refresh_token_ttl,

@@ -20,7 +20,7 @@ use moments_domain::{AccountService, SessionPolicy};
 use moments_http::{AppState, HttpConfig};
 use moments_postgres::{PgConfig, PgStore};
 use moments_sqlite::{SqliteConfig, SqliteStore};
-use secrecy::SecretSlice;
+use secrecy::{ExposeSecret as _, SecretSlice};
 
 use crate::config::{Config, DatabaseConfig, JwtSecretSource};
 
@@ -194,7 +194,15 @@ pub fn build_state_with_clock(
     let successor_key =
         RandomSecrets::derive_key(keys.secret_material(), "moments/refresh-token-successor/v1");
     let cursor_key = RandomSecrets::derive_key(keys.secret_material(), "moments/list-cursor/v1");
-    let api_key_key = RandomSecrets::derive_key(keys.secret_material(), "moments/api-key-hash/v1");
+    // API keys outlive signing keys: with MOMENTS_API_KEY_SECRET set, rotating the token
+    // material leaves every key working.
+    let api_key_key = RandomSecrets::derive_key(
+        config
+            .api_key_secret
+            .as_ref()
+            .map_or(keys.secret_material(), |s| s.expose_secret()),
+        "moments/api-key-hash/v1",
+    );
     let tokens = Arc::new(JwtTokens::new(
         JwtConfig {
             keys,

@@ -364,3 +364,35 @@ async fn last_use_is_recorded_at_most_once_a_minute(t: TestApp) {
     );
     assert!(later - first >= chrono::TimeDelta::seconds(61));
 }
+
+/// With `MOMENTS_API_KEY_SECRET` set, keys survive a rotation of the token secret; without it,
+/// they are hashed with material derived from the token secret and stop working with it.
+#[actix_web::test]
+async fn keys_survive_a_token_secret_rotation_only_with_their_own_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_secret = (
+        "MOMENTS_API_KEY_SECRET",
+        "api-key-secret-0123456789-abcdefghijklmnop".to_owned(),
+    );
+    let old = ("MOMENTS_JWT_SECRET", SECRET.to_owned());
+    let new = (
+        "MOMENTS_JWT_SECRET",
+        "rotated-secret-9876543210-zyxwvutsrqponmlkjihg".to_owned(),
+    );
+    let me = |key: &str| with_key(test::TestRequest::get().uri("/api/v1/auth/me"), key);
+    let mint = async |settings: &[(&str, String)], username: &str| {
+        let t = app_in(dir.path(), settings).await;
+        let app = test::init_service(moments_http::app(t.state, t.http)).await;
+        register(&app, username).await;
+        let pair = login(&app, username).await;
+        let created = create_key(&app, token(&pair), json!({"name": "k", "scopes": []})).await;
+        created.body["key"].as_str().unwrap().to_owned()
+    };
+    let kept = mint(&[old.clone(), key_secret.clone()], "kept_key").await;
+    let lost = mint(&[old.clone()], "lost_key").await;
+
+    let t = app_in(dir.path(), &[new.clone(), key_secret.clone()]).await;
+    let app = test::init_service(moments_http::app(t.state, t.http)).await;
+    assert_eq!(send(&app, me(&kept)).await.status, 200);
+    send(&app, me(&lost)).await.problem(401, "invalid_token");
+}

@@ -133,6 +133,14 @@ pub async fn app_with(extra: &[(&str, String)]) -> TestApp {
     app_over(&vars, Box::new(dir)).await
 }
 
+/// An application over the SQLite store in `dir` with exactly these settings (besides the
+/// data directory): for restarts with changed configuration.
+pub async fn app_in(dir: &std::path::Path, settings: &[(&str, String)]) -> TestApp {
+    let mut vars = vec![("MOMENTS_DATA_DIR", dir.display().to_string())];
+    vars.extend(settings.iter().cloned());
+    app_over(&vars, Box::new(())).await
+}
+
 /// Two application instances over one fresh store, each with its revocation poller running,
 /// like two processes behind a load balancer. `postgres` picks the store.
 pub async fn twin_apps(postgres: bool) -> Option<(TestApp, TestApp)> {

@@ -389,7 +389,7 @@ async fn keys_survive_a_token_secret_rotation_only_with_their_own_secret() {
         created.body["key"].as_str().unwrap().to_owned()
     };
     let kept = mint(&[old.clone(), key_secret.clone()], "kept_key").await;
-    let lost = mint(&[old.clone()], "lost_key").await;
+    let lost = mint(std::slice::from_ref(&old), "lost_key").await;
 
     let t = app_in(dir.path(), &[new.clone(), key_secret.clone()]).await;
     let app = test::init_service(moments_http::app(t.state, t.http)).await;

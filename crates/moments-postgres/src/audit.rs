@@ -69,6 +69,21 @@ impl AuditEventRow {
     }
 }
 
+/// Which user column a page walks.
+#[derive(Debug, Clone, Copy)]
+enum UserColumn {
+    Actor,
+    Target,
+}
+
+/// Merges pages newest first, without the events found twice (the user as actor and target).
+fn newest_first(mut rows: Vec<AuditEventRow>, limit: i64) -> Vec<AuditEventRow> {
+    rows.sort_by_key(|row| std::cmp::Reverse(row.id));
+    rows.dedup_by(|a, b| a.id == b.id);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    rows
+}
+
 /// Writes events inside the caller's transaction.
 pub(crate) async fn insert_events<'a>(
     conn: &mut AsyncPgConnection,
@@ -319,16 +334,16 @@ impl AuditStore for PgStore {
         limit: usize,
     ) -> Result<Vec<AuditEvent>, InfraError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.timed(async {
-            let conn = &mut *self.conn().await?;
+        let page = |user: Option<(UserColumn, Uuid)>| {
             let mut query = audit_events::table.into_boxed();
-            if let Some(user) = filter.user {
-                let user = user.as_uuid();
-                query = query.filter(
-                    audit_events::actor_id
-                        .eq(user)
-                        .or(audit_events::target_id.eq(user)),
-                );
+            match user {
+                Some((UserColumn::Actor, user)) => {
+                    query = query.filter(audit_events::actor_id.eq(user));
+                }
+                Some((UserColumn::Target, user)) => {
+                    query = query.filter(audit_events::target_id.eq(user));
+                }
+                None => {}
             }
             if let Some(kind) = filter.kind {
                 query = query.filter(audit_events::type_.eq(kind.as_str()));
@@ -340,13 +355,35 @@ impl AuditStore for PgStore {
                 .order(audit_events::id.desc())
                 .limit(limit)
                 .select(AuditEventRow::as_select())
-                .load(conn)
-                .await
-                .map_err(db_error)?
-                .into_iter()
-                .map(AuditEventRow::into_domain)
-                .collect()
-        })
-        .await
+        };
+        let rows = self
+            .timed(async {
+                let conn = &mut *self.conn().await?;
+                // A user filter is two index walks (as actor, as target) merged, never an OR
+                // that would scan the log for a user with few events.
+                let rows = match filter.user {
+                    Some(user) => {
+                        let user = user.as_uuid();
+                        let mut rows: Vec<AuditEventRow> = page(Some((UserColumn::Actor, user)))
+                            .load(conn)
+                            .await
+                            .map_err(db_error)?;
+                        rows.extend(
+                            page(Some((UserColumn::Target, user)))
+                                .load::<AuditEventRow>(conn)
+                                .await
+                                .map_err(db_error)?,
+                        );
+                        rows
+                    }
+                    None => page(None).load(conn).await.map_err(db_error)?,
+                };
+                Ok::<_, InfraError>(rows)
+            })
+            .await?;
+        newest_first(rows, limit)
+            .into_iter()
+            .map(AuditEventRow::into_domain)
+            .collect()
     }
 }

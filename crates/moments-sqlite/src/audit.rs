@@ -66,6 +66,21 @@ impl AuditEventRow {
     }
 }
 
+/// Which user column a page walks.
+#[derive(Debug, Clone, Copy)]
+enum UserColumn {
+    Actor,
+    Target,
+}
+
+/// Merges pages newest first, without the events found twice (the user as actor and target).
+fn newest_first(mut rows: Vec<AuditEventRow>, limit: i64) -> Vec<AuditEventRow> {
+    rows.sort_by_key(|row| std::cmp::Reverse(row.id.clone()));
+    rows.dedup_by(|a, b| a.id == b.id);
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    rows
+}
+
 /// Writes events inside the caller's transaction.
 pub(crate) fn insert_events<'a>(
     conn: &mut SqliteConnection,
@@ -321,31 +336,46 @@ impl AuditStore for SqliteStore {
         let kind = filter.kind.map(AuditKind::as_str);
         let before = before.map(|b| uuid_text(b.as_uuid()));
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |conn| {
-            let mut query = audit_events::table.into_boxed();
-            if let Some(user) = user {
-                query = query.filter(
-                    audit_events::actor_id
-                        .eq(user.clone())
-                        .or(audit_events::target_id.eq(user)),
-                );
-            }
-            if let Some(kind) = kind {
-                query = query.filter(audit_events::type_.eq(kind));
-            }
-            if let Some(before) = before {
-                query = query.filter(audit_events::id.lt(before));
-            }
-            query
-                .order(audit_events::id.desc())
-                .limit(limit)
-                .select(AuditEventRow::as_select())
-                .load(conn)
-                .map_err(db_error)?
-                .into_iter()
-                .map(AuditEventRow::into_domain)
-                .collect()
-        })
-        .await
+        let rows = self
+            .run(move |conn| {
+                let page = |by: Option<UserColumn>, conn: &mut SqliteConnection| {
+                    let mut query = audit_events::table.into_boxed();
+                    match (by, &user) {
+                        (Some(UserColumn::Actor), Some(user)) => {
+                            query = query.filter(audit_events::actor_id.eq(user.clone()));
+                        }
+                        (Some(UserColumn::Target), Some(user)) => {
+                            query = query.filter(audit_events::target_id.eq(user.clone()));
+                        }
+                        _ => {}
+                    }
+                    if let Some(kind) = kind {
+                        query = query.filter(audit_events::type_.eq(kind));
+                    }
+                    if let Some(before) = &before {
+                        query = query.filter(audit_events::id.lt(before.clone()));
+                    }
+                    query
+                        .order(audit_events::id.desc())
+                        .limit(limit)
+                        .select(AuditEventRow::as_select())
+                        .load(conn)
+                };
+                // A user filter is two index walks (as actor, as target) merged, never an OR
+                // that would scan the log for a user with few events.
+                let rows = if user.is_some() {
+                    let mut rows = page(Some(UserColumn::Actor), conn).map_err(db_error)?;
+                    rows.extend(page(Some(UserColumn::Target), conn).map_err(db_error)?);
+                    rows
+                } else {
+                    page(None, conn).map_err(db_error)?
+                };
+                Ok::<_, InfraError>(rows)
+            })
+            .await?;
+        newest_first(rows, limit)
+            .into_iter()
+            .map(AuditEventRow::into_domain)
+            .collect()
     }
 }

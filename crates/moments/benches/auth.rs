@@ -1,6 +1,7 @@
 //! The access-token check of every authenticated request, as the server runs it:
 //! `AccountService::authenticate` = signature and claims verification plus the revocation-list
-//! lookup, with 1 000 recently revoked sessions held in memory. HS256 and EdDSA.
+//! lookup, with 1 000 recently revoked sessions held in memory (HS256, EdDSA, RS256); and the
+//! API key check, which needs one indexed query (SQLite, PostgreSQL).
 //! `cargo bench -p moments --bench auth`.
 
 #![expect(clippy::expect_used, reason = "a benchmark stops on a failed setup")]
@@ -12,7 +13,9 @@ use moments::config::Config;
 use moments::wiring::{Migrations, Store, build_state};
 use moments_crypto::Argon2Config;
 use moments_domain::account::Registration;
+use moments_domain::api_key::{ApiKeyName, ApiKeyRequest};
 use moments_domain::audit::AuditKind;
+use moments_domain::authz::Permission;
 use moments_domain::ids::{RefreshTokenId, SessionId};
 use moments_domain::session::{ClientInfo, NewRefreshToken, NewSession, Session, TokenDigest};
 use moments_domain::value::{Email, Password, Username};
@@ -129,5 +132,52 @@ fn access_token_check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, access_token_check);
+/// An `X-API-Key` check as the middleware runs it: one indexed query by prefix (with the owner's
+/// state and permissions), the constant-time HMAC comparison, expiry and scope intersection.
+/// On SQLite, and on PostgreSQL when it is reachable.
+fn api_key_check(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let secret = (
+        "MOMENTS_JWT_SECRET",
+        "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz".to_owned(),
+    );
+    let pg = runtime.block_on(moments_postgres::testing::TestDatabase::create());
+    let mut variants = vec![("sqlite", vec![secret.clone()])];
+    if let Some(db) = &pg {
+        variants.push((
+            "postgres",
+            vec![secret, ("DATABASE_URL", db.url().to_owned())],
+        ));
+    }
+    let mut group = c.benchmark_group("authenticate_api_key");
+    group.throughput(Throughput::Elements(1));
+    for (name, vars) in variants {
+        let (state, token, _dir) = setup(&runtime, &vars);
+        let actor = state.accounts.authenticate(&token).expect("token");
+        let created = runtime
+            .block_on(state.accounts.create_api_key(
+                &actor,
+                ApiKeyRequest {
+                    name: ApiKeyName::parse("bench").expect("name"),
+                    scopes: vec![Permission::parse("posts:write").expect("scope")],
+                    expires_at: None,
+                },
+            ))
+            .expect("key");
+        let key = created.secret.expose().to_owned();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(state.accounts.authenticate_key(&key, ClientInfo::default()))
+                    .expect("valid key")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, access_token_check, api_key_check);
 criterion_main!(benches);

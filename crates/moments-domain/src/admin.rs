@@ -86,6 +86,56 @@ pub enum ListError {
 }
 
 impl AccountService {
+    /// The last key of a sealed cursor of the list `list` bound to `binding` (the query it was
+    /// issued for): `None` without a cursor, [`ListError::InvalidCursor`] for one that is
+    /// tampered, made up, or from another list or query.
+    pub(crate) fn open_cursor(
+        &self,
+        list: &str,
+        binding: &str,
+        cursor: Option<&str>,
+    ) -> Result<Option<String>, ListError> {
+        let Some(cursor) = cursor else {
+            return Ok(None);
+        };
+        let payload = self
+            .ports
+            .cursors
+            .open(cursor)
+            .ok_or(ListError::InvalidCursor)?;
+        let payload = String::from_utf8(payload).map_err(|_| ListError::InvalidCursor)?;
+        let mut parts = payload.splitn(3, '\0');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(name), Some(bound), Some(last)) if name == list && bound == binding => {
+                Ok(Some(last.to_owned()))
+            }
+            _ => Err(ListError::InvalidCursor),
+        }
+    }
+
+    /// A page from `items` fetched with one more than `limit`: the extra one, if there, means
+    /// there is a next page, whose cursor seals the key of the page's last item.
+    pub(crate) fn page<T>(
+        &self,
+        list: &str,
+        binding: &str,
+        mut items: Vec<T>,
+        limit: usize,
+        key: impl Fn(&T) -> String,
+    ) -> Page<T> {
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| {
+                self.ports
+                    .cursors
+                    .seal(format!("{list}\0{binding}\0{}", key(last)).as_bytes())
+            })
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+
     /// An account's public profile; `None` for unknown (and disabled) accounts.
     pub async fn public_profile(&self, id: UserId) -> Result<Option<User>, InfraError> {
         Ok(self
@@ -107,41 +157,16 @@ impl AccountService {
         limit: usize,
     ) -> Result<Page<User>, ListError> {
         let prefix = query.map(|q| q.trim().to_lowercase()).unwrap_or_default();
-        let after = match cursor {
-            None => None,
-            Some(cursor) => {
-                let payload = self
-                    .ports
-                    .cursors
-                    .open(cursor)
-                    .ok_or(ListError::InvalidCursor)?;
-                let payload = String::from_utf8(payload).map_err(|_| ListError::InvalidCursor)?;
-                let mut parts = payload.splitn(3, '\0');
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some("users"), Some(bound), Some(after)) if bound == prefix => {
-                        Some(after.to_owned())
-                    }
-                    _ => return Err(ListError::InvalidCursor),
-                }
-            }
-        };
+        let after = self.open_cursor("users", &prefix, cursor)?;
         let filter = (!prefix.is_empty()).then_some(prefix.as_str());
-        let mut items = self
+        let items = self
             .ports
             .users
             .list_users(filter, after.as_deref(), limit + 1)
             .await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| {
-                self.ports
-                    .cursors
-                    .seal(format!("users\0{prefix}\0{}", last.username).as_bytes())
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(self.page("users", &prefix, items, limit, |user| {
+            user.username.as_str().to_owned()
+        }))
     }
 
     /// Disables or re-enables an account. The caller must hold every permission the account

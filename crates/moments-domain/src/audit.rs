@@ -160,42 +160,19 @@ impl AccountService {
         limit: usize,
     ) -> Result<Page<AuditEvent>, ListError> {
         let binding = filter_binding(filter);
-        let before = match cursor {
-            None => None,
-            Some(cursor) => {
-                let payload = self
-                    .ports
-                    .cursors
-                    .open(cursor)
-                    .ok_or(ListError::InvalidCursor)?;
-                let payload = String::from_utf8(payload).map_err(|_| ListError::InvalidCursor)?;
-                let mut parts = payload.splitn(3, '\0');
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some("audit"), Some(bound), Some(last)) if bound == binding => Some(
-                        uuid::Uuid::parse_str(last)
-                            .map(AuditEventId::from_uuid)
-                            .map_err(|_| ListError::InvalidCursor)?,
-                    ),
-                    _ => return Err(ListError::InvalidCursor),
-                }
-            }
-        };
-        let mut items = self
+        let before = self
+            .open_cursor("audit", &binding, cursor)?
+            .map(|last| uuid::Uuid::parse_str(&last).map(AuditEventId::from_uuid))
+            .transpose()
+            .map_err(|_| ListError::InvalidCursor)?;
+        let items = self
             .ports
             .audit
             .list_audit_events(filter, before, limit + 1)
             .await?;
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| {
-                self.ports
-                    .cursors
-                    .seal(format!("audit\0{binding}\0{}", last.id).as_bytes())
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(self.page("audit", &binding, items, limit, |event| {
+            event.id.to_string()
+        }))
     }
 
     /// Records events that accompany no change (a failed login). A failure is returned to the

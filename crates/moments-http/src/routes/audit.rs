@@ -1,10 +1,7 @@
 //! `/audit-events`: the security audit log.
 
-use std::collections::HashMap;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use moments_domain::admin::ListError;
 use moments_domain::audit::{AuditEvent, AuditFilter, AuditKind};
 use moments_domain::ids::UserId;
 use serde::Serialize;
@@ -14,9 +11,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{AuditRead, Permitted};
-use crate::problem;
 use crate::routes::endpoint;
-use crate::routes::users::page_limit;
+use crate::routes::users::{list_error, list_query, page_limit};
 use crate::validation::Fields;
 
 /// One security event.
@@ -85,13 +81,7 @@ pub async fn list_audit_events(
     _caller: Permitted<AuditRead>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                &problem::MALFORMED_REQUEST,
-                format!("the query string is malformed: {e}"),
-            )
-        })?;
+    let query = list_query(&req)?;
     let mut fields = Fields::default();
     let limit = page_limit(&mut fields, query.get("limit"));
     let user = query
@@ -124,14 +114,7 @@ pub async fn list_audit_events(
             limit,
         )
         .await
-        .map_err(|e| match e {
-            ListError::InvalidCursor => ApiError::field(
-                "cursor",
-                "invalid_cursor",
-                "is not a cursor this server issued for this query",
-            ),
-            ListError::Infra(e) => e.into(),
-        })?;
+        .map_err(list_error)?;
     Ok(HttpResponse::Ok().json(AuditEventPage {
         items: page.items.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,

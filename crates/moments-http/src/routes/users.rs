@@ -149,6 +149,31 @@ pub const DEFAULT_LIMIT: usize = 20;
 /// Largest page size.
 pub const MAX_LIMIT: usize = 100;
 
+/// The query string of a list, as names and values; 400 if it cannot be decoded.
+pub(crate) fn list_query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| {
+            ApiError::new(
+                &problem::MALFORMED_REQUEST,
+                format!("the query string is malformed: {e}"),
+            )
+        })
+}
+
+/// A list's error: a cursor this server did not issue for this list and query is 422 naming
+/// `cursor`.
+pub(crate) fn list_error(e: ListError) -> ApiError {
+    match e {
+        ListError::InvalidCursor => ApiError::field(
+            "cursor",
+            "invalid_cursor",
+            "was not issued by this server for this list",
+        ),
+        ListError::Infra(e) => e.into(),
+    }
+}
+
 /// `?limit=` as the API guide defines it: 1..=100, default 20; anything else is a 422 naming it.
 pub(crate) fn page_limit(fields: &mut Fields, raw: Option<&String>) -> usize {
     match raw.map(|r| r.parse::<usize>()) {
@@ -185,13 +210,7 @@ pub async fn list_users(
     _caller: Permitted<UsersRead>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query =
-        web::Query::<HashMap<String, String>>::from_query(req.query_string()).map_err(|e| {
-            ApiError::new(
-                &problem::MALFORMED_REQUEST,
-                format!("the query string is malformed: {e}"),
-            )
-        })?;
+    let query = list_query(&req)?;
     let mut fields = Fields::default();
     let limit = page_limit(&mut fields, query.get("limit"));
     fields.finish()?;
@@ -203,14 +222,7 @@ pub async fn list_users(
             limit,
         )
         .await
-        .map_err(|e| match e {
-            ListError::InvalidCursor => ApiError::field(
-                "cursor",
-                "invalid_cursor",
-                "was not issued by this server for this list",
-            ),
-            ListError::Infra(e) => e.into(),
-        })?;
+        .map_err(list_error)?;
     Ok(HttpResponse::Ok().json(UserPage {
         items: page.items.iter().map(UserResponse::from).collect(),
         next_cursor: page.next_cursor,

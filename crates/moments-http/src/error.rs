@@ -270,3 +270,12 @@ pub fn unauthenticated() -> ApiError {
         BEARER,
     )
 }
+
+/// 401 for an API key sent to a route that takes access tokens only.
+pub fn key_not_accepted() -> ApiError {
+    ApiError::unauthorized(
+        &problem::UNAUTHENTICATED,
+        "this route takes an access token (Authorization: Bearer), not an API key",
+        BEARER,
+    )
+}

@@ -14,7 +14,7 @@ use moments_domain::session::ClientInfo;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::error::{ApiError, unauthenticated};
+use crate::error::{ApiError, key_not_accepted, unauthenticated};
 use crate::problem::{self, FieldError};
 
 /// Largest accepted JSON body.
@@ -223,11 +223,7 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let decision = match bearer(req) {
             Bearer::Missing if req.headers().contains_key(API_KEY_HEADER) => {
-                Err(ApiError::unauthorized(
-                    &problem::UNAUTHENTICATED,
-                    "this route takes an access token (Authorization: Bearer), not an API key",
-                    "Bearer realm=\"moments\"",
-                ))
+                Err(key_not_accepted())
             }
             found => authenticate_bearer(req, found),
         };

@@ -8,6 +8,8 @@ use crate::audit::AuditKind;
 use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
 use crate::ids::UserId;
+pub use crate::page::{ListError, Page};
+use crate::page::{open_cursor, seal_page};
 use crate::ports::{CreateRoleError, RoleChange};
 use crate::user::{User, role_grants};
 
@@ -65,75 +67,27 @@ pub enum DisableError {
     Infra(#[from] InfraError),
 }
 
-/// A page of a list, with the cursor of the next page (`None` on the last).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Where the next page starts, sealed; `None` when this is the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// Why a list could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ListError {
-    /// The cursor was not issued by this service for this list and query.
-    #[error("invalid cursor")]
-    InvalidCursor,
-    /// Infrastructure failed.
-    #[error(transparent)]
-    Infra(#[from] InfraError),
-}
-
 impl AccountService {
-    /// The last key of a sealed cursor of the list `list` bound to `binding` (the query it was
-    /// issued for): `None` without a cursor, [`ListError::InvalidCursor`] for one that is
-    /// tampered, made up, or from another list or query.
+    /// [`crate::page::open_cursor`] with this service's codec.
     pub(crate) fn open_cursor(
         &self,
         list: &str,
         binding: &str,
         cursor: Option<&str>,
     ) -> Result<Option<String>, ListError> {
-        let Some(cursor) = cursor else {
-            return Ok(None);
-        };
-        let payload = self
-            .ports
-            .cursors
-            .open(cursor)
-            .ok_or(ListError::InvalidCursor)?;
-        let payload = String::from_utf8(payload).map_err(|_| ListError::InvalidCursor)?;
-        let mut parts = payload.splitn(3, '\0');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(name), Some(bound), Some(last)) if name == list && bound == binding => {
-                Ok(Some(last.to_owned()))
-            }
-            _ => Err(ListError::InvalidCursor),
-        }
+        open_cursor(&*self.ports.cursors, list, binding, cursor)
     }
 
-    /// A page from `items` fetched with one more than `limit`: the extra one, if there, means
-    /// there is a next page, whose cursor seals the key of the page's last item.
+    /// [`crate::page::seal_page`] with this service's codec.
     pub(crate) fn page<T>(
         &self,
         list: &str,
         binding: &str,
-        mut items: Vec<T>,
+        items: Vec<T>,
         limit: usize,
         key: impl Fn(&T) -> String,
     ) -> Page<T> {
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|last| {
-                self.ports
-                    .cursors
-                    .seal(format!("{list}\0{binding}\0{}", key(last)).as_bytes())
-            })
-        } else {
-            None
-        };
-        Page { items, next_cursor }
+        seal_page(&*self.ports.cursors, list, binding, items, limit, key)
     }
 
     /// An account's public profile; `None` for unknown (and disabled) accounts.

@@ -58,3 +58,7 @@ id_type!(
     /// Identifies an audit event.
     AuditEventId
 );
+id_type!(
+    /// Identifies a post.
+    PostId
+);

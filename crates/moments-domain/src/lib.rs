@@ -9,7 +9,9 @@ pub mod error;
 pub mod grants;
 pub mod ids;
 pub mod import;
+pub mod page;
 pub mod ports;
+pub mod post;
 pub mod profile;
 pub mod revocation;
 pub mod session;
@@ -18,3 +20,4 @@ pub mod value;
 
 pub use account::{AccountService, SessionPolicy};
 pub use error::InfraError;
+pub use post::PostService;

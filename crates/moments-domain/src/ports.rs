@@ -10,7 +10,8 @@ use crate::api_key::{ApiKeyCredential, NewApiKey};
 use crate::audit::{AuditEvent, AuditFilter};
 use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
-use crate::ids::{ApiKeyId, AuditEventId, SessionId, UserId};
+use crate::ids::{ApiKeyId, AuditEventId, PostId, SessionId, UserId};
+use crate::post::{NewPost, Post, PostEdit, PostFilter, PostPosition, VoteSummary, VoteValue};
 use crate::profile::ProfileChange;
 use crate::session::{
     AccessClaims, AccessGrant, AccessToken, NewRefreshToken, NewSession, OpaqueToken,
@@ -338,6 +339,58 @@ pub trait AuditStore: Send + Sync {
 /// Implementations must not block the async executor: hashing runs on a bounded pool of
 /// blocking threads. Errors: [`InfraError::Internal`] for a malformed stored hash or a failed
 /// hashing thread.
+/// Posts and their votes.
+///
+/// Every read joins the author and returns the post with its vote totals and the viewer's own
+/// vote; posts of disabled authors are never returned. Errors: [`InfraError`] only.
+#[async_trait]
+pub trait PostStore: Send + Sync {
+    /// Stores a new post (no votes) and returns it with its author; `None`, storing nothing,
+    /// when the author is unknown or disabled.
+    async fn create_post(&self, post: &NewPost) -> Result<Option<Post>, InfraError>;
+
+    /// One post as `viewer` sees it; `None` if unknown or its author is disabled.
+    async fn find_post(
+        &self,
+        id: PostId,
+        viewer: Option<UserId>,
+    ) -> Result<Option<Post>, InfraError>;
+
+    /// Applies an edit and sets `updated_at`; `None` if the post is gone.
+    async fn update_post(
+        &self,
+        id: PostId,
+        edit: &PostEdit,
+        now: DateTime<Utc>,
+        viewer: UserId,
+    ) -> Result<Option<Post>, InfraError>;
+
+    /// Deletes a post and its votes; `false` if there was none.
+    async fn delete_post(&self, id: PostId) -> Result<bool, InfraError>;
+
+    /// Up to `limit` posts of `filter`, newest first by `(created_at, id)`, strictly after
+    /// `after`: one query, whatever the depth, bringing authors, totals and `viewer`'s votes.
+    async fn list_posts(
+        &self,
+        filter: PostFilter,
+        after: Option<PostPosition>,
+        limit: usize,
+        viewer: Option<UserId>,
+    ) -> Result<Vec<Post>, InfraError>;
+
+    /// Sets (`Some`) or clears (`None`) `user`'s vote and moves the post's totals by the
+    /// difference, atomically: concurrent votes on one post, and one user's concurrent changes,
+    /// end with totals equal to the votes stored. `None` if the post is unknown (or its author
+    /// disabled).
+    async fn set_vote(
+        &self,
+        post: PostId,
+        user: UserId,
+        vote: Option<VoteValue>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<VoteSummary>, InfraError>;
+}
+
 #[async_trait]
 pub trait PasswordHasher: Send + Sync {
     /// Hashes a new password with the configured parameters.

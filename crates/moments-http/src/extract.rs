@@ -251,6 +251,31 @@ impl FromRequest for Caller {
     }
 }
 
+/// The caller of a public route that shows a signed-in caller a little more (their own vote):
+/// `None` without credentials. Credentials that are sent must be valid (401 otherwise), so a
+/// client learns that its token expired rather than silently seeing less.
+#[derive(Debug, Clone)]
+pub struct Viewer(pub Option<Actor>);
+
+impl From<Authenticated> for Viewer {
+    fn from(Authenticated(actor): Authenticated) -> Self {
+        Self(Some(actor))
+    }
+}
+
+impl FromRequest for Viewer {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let headers = req.headers();
+        if !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key(API_KEY_HEADER) {
+            return Box::pin(std::future::ready(Ok(Self(None))));
+        }
+        authorized(req, authenticate_either(req))
+    }
+}
+
 /// Finishes an authorization decided synchronously: a refusal is ready on the first poll, so
 /// it wins over the errors of later extractors (a body that fails validation must not answer
 /// before "who are you?"); an acceptance then records the session's use.
@@ -354,6 +379,8 @@ required_permissions! {
     UsersWrite = "users:write";
     /// `audit:read`.
     AuditRead = "audit:read";
+    /// `posts:write`.
+    PostsWrite = "posts:write";
 }
 
 /// The caller, by access token or API key, who holds the permission `P`; otherwise 401 (no or

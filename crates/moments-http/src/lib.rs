@@ -15,8 +15,8 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::{App, web};
-use moments_domain::AccountService;
 use moments_domain::ports::HealthProbe;
+use moments_domain::{AccountService, PostService};
 
 pub use error::ApiError;
 pub use openapi::ApiDoc;
@@ -26,6 +26,8 @@ pub use openapi::ApiDoc;
 pub struct AppState {
     /// Accounts and sessions.
     pub accounts: AccountService,
+    /// Posts, the feed and votes.
+    pub posts: PostService,
     /// Dependencies whose health decides readiness.
     pub probes: Vec<Arc<dyn HealthProbe>>,
 }
@@ -84,6 +86,7 @@ fn api(cfg: &mut web::ServiceConfig) {
     routes::users::configure(cfg);
     routes::api_keys::configure(cfg);
     routes::audit::configure(cfg);
+    routes::posts::configure(cfg);
 }
 
 /// The whole application: routes, middleware, limits and error rendering.

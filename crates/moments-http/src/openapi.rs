@@ -7,7 +7,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{api_keys, audit, auth, ops, roles, users};
+use crate::routes::{api_keys, audit, auth, ops, posts, roles, users};
 
 /// The API description served at `/openapi.json` and printed by `moments openapi`.
 #[derive(Debug, OpenApi)]
@@ -30,6 +30,8 @@ use crate::routes::{api_keys, audit, auth, ops, roles, users};
         users::list_users, users::get_user, users::update_me, users::update_user, users::assign_role, users::remove_role,
         api_keys::create_api_key, api_keys::list_api_keys, api_keys::revoke_api_key,
         audit::list_audit_events,
+        posts::create_post, posts::list_posts, posts::get_post, posts::update_post, posts::delete_post,
+        posts::list_user_posts, posts::vote_post, posts::clear_vote,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),
     components(schemas(Problem, FieldError)),
@@ -40,6 +42,7 @@ use crate::routes::{api_keys, audit, auth, ops, roles, users};
         (name = "users", description = "Administration of accounts"),
         (name = "api-keys", description = "API keys: scoped, expiring credentials for scripts and services"),
         (name = "audit", description = "The security audit log"),
+        (name = "posts", description = "Posts, the feed and votes"),
         (name = "operations", description = "Health, readiness and problem types"),
     ),
 )]

@@ -2,6 +2,7 @@
 
 mod audit;
 mod models;
+mod posts;
 #[rustfmt::skip]
 mod schema;
 mod store;

@@ -38,6 +38,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    posts (id) {
+        id -> Uuid,
+        author_id -> Uuid,
+        content -> Text,
+        media_urls -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        upvotes -> Int8,
+        downvotes -> Int8,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> Uuid,
         session_id -> Uuid,
@@ -100,22 +113,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    votes (post_id, user_id) {
+        post_id -> Uuid,
+        user_id -> Uuid,
+        value -> Int2,
+        voted_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(api_keys -> users (owner_id));
 diesel::joinable!(password_credentials -> users (user_id));
+diesel::joinable!(posts -> users (author_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(role_permissions -> roles (role_name));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(user_roles -> roles (role_name));
 diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(votes -> posts (post_id));
+diesel::joinable!(votes -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_events,
     password_credentials,
+    posts,
     refresh_tokens,
     role_permissions,
     roles,
     sessions,
     user_roles,
     users,
+    votes,
 );

@@ -1,15 +1,20 @@
 //! The PostgreSQL implementation of the store ports.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool::Runtime;
+use diesel::connection::InstrumentationEvent;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
@@ -93,6 +98,7 @@ pub enum PgStoreError {
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     operation_timeout: Duration,
+    queries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -120,10 +126,29 @@ impl PgStore {
     /// Builds the pool. Connections are opened on demand, so this succeeds while the database
     /// is down; [`PgStore::pending_migrations`] is the start-up reachability check.
     pub fn connect(config: &PgConfig) -> Result<Self, PgStoreError> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(with_connect_timeout(
-            &config.url,
-            config.operation_timeout,
-        ));
+        let queries = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&queries);
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        // No test query on every checkout: that would be a second round trip for every
+        // one-query request. A connection that died is found by its first failing query,
+        // answered 503, and dropped by the pool (docs/decisions.md, 24).
+        manager_config.recycling_method = RecyclingMethod::Fast;
+        manager_config.custom_setup = Box::new(move |url| {
+            let counter = Arc::clone(&counter);
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+                    if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                Ok(conn)
+            })
+        });
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            with_connect_timeout(&config.url, config.operation_timeout),
+            manager_config,
+        );
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -135,7 +160,14 @@ impl PgStore {
         Ok(Self {
             pool,
             operation_timeout: config.operation_timeout,
+            queries,
         })
+    }
+
+    /// Statements sent to the database since the store was built (migrations included): what
+    /// tests count to prove a page is one query.
+    pub fn queries_issued(&self) -> u64 {
+        AtomicU64::load(&self.queries, Ordering::Relaxed)
     }
 
     /// Applies pending migrations and returns the names of those applied.

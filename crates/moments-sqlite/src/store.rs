@@ -1,11 +1,13 @@
 //! The SQLite implementation of the store ports.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::connection::SimpleConnection as _;
+use diesel::connection::{InstrumentationEvent, SimpleConnection as _};
 use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -84,6 +86,7 @@ pub enum SqliteStoreError {
 #[derive(Debug)]
 struct Pragmas {
     busy_timeout_ms: u128,
+    queries: Arc<AtomicU64>,
 }
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
@@ -93,7 +96,14 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
              PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
             self.busy_timeout_ms
         ))
-        .map_err(diesel::r2d2::Error::QueryError)
+        .map_err(diesel::r2d2::Error::QueryError)?;
+        let queries = Arc::clone(&self.queries);
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                queries.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(())
     }
 }
 
@@ -101,6 +111,7 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for Pragmas {
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    queries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -115,15 +126,25 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file. Blocking: call it at start-up.
     pub fn open(config: &SqliteConfig) -> Result<Self, SqliteStoreError> {
         let url = config.path.to_string_lossy().into_owned();
+        let queries = Arc::new(AtomicU64::new(0));
         let pool = Pool::builder()
             .max_size(config.pool_size)
             .connection_timeout(config.acquire_timeout)
+            // A connection to a local file does not go stale: no `SELECT 1` before every use.
+            .test_on_check_out(false)
             .connection_customizer(Box::new(Pragmas {
                 busy_timeout_ms: config.busy_timeout.as_millis(),
+                queries: Arc::clone(&queries),
             }))
             .build(ConnectionManager::<SqliteConnection>::new(&url))
             .map_err(|source| SqliteStoreError::Open { path: url, source })?;
-        Ok(Self { pool })
+        Ok(Self { pool, queries })
+    }
+
+    /// Statements sent to the database since the store was opened (connection set-up
+    /// included): what tests count to prove a page is one query.
+    pub fn queries_issued(&self) -> u64 {
+        AtomicU64::load(&self.queries, Ordering::Relaxed)
     }
 
     /// Applies pending migrations. Blocking: call it at start-up.

@@ -16,7 +16,9 @@ async fn sqlite_store() -> Option<StoreUnderTest> {
         users: store.clone(),
         sessions: store.clone(),
         keys: store.clone(),
-        audit: store,
+        audit: store.clone(),
+        posts: store.clone(),
+        queries: Arc::new(move || store.queries_issued()),
         guard: Box::new(dir),
     })
 }

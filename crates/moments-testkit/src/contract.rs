@@ -9,8 +9,8 @@ use moments_domain::audit::{AuditEvent, AuditFilter, AuditKind};
 use moments_domain::authz::{Permission, Role, RoleName, builtin_roles};
 use moments_domain::ids::{AuditEventId, SessionId, UserId};
 use moments_domain::ports::{
-    ApiKeyStore, AuditStore, CreateApiKeyStoreError, CreateRoleError, CreateUserError, RoleChange,
-    SessionStore, UpdateProfileStoreError, UserStore,
+    ApiKeyStore, AuditStore, CreateApiKeyStoreError, CreateRoleError, CreateUserError, PostStore,
+    RoleChange, SessionStore, UpdateProfileStoreError, UserStore,
 };
 use moments_domain::profile::ProfileChange;
 use moments_domain::value::{DisplayName, Email, PasswordHash, Username};
@@ -19,6 +19,9 @@ use uuid::Uuid;
 use crate::builders::{
     default_role, digest, event, new_api_key, new_session, new_user, now, refresh_token,
 };
+
+mod posts;
+pub use posts::*;
 
 /// A store to test, with whatever keeps its database alive until the test ends.
 pub struct StoreUnderTest {
@@ -30,6 +33,10 @@ pub struct StoreUnderTest {
     pub keys: Arc<dyn ApiKeyStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Posts and votes.
+    pub posts: Arc<dyn PostStore>,
+    /// Statements the store has sent to its database so far.
+    pub queries: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Dropped at the end of the test (a temporary directory, a test database).
     pub guard: Box<dyn std::any::Any + Send + Sync>,
 }
@@ -75,6 +82,11 @@ macro_rules! store_contract_tests {
             events_are_written_only_with_their_changes,
             a_change_whose_event_cannot_be_written_does_not_happen,
             profiles_change_with_unique_addresses,
+            posts_round_trip_with_their_authors,
+            posts_are_edited_and_deleted,
+            posts_page_newest_first_one_query_per_page,
+            votes_move_totals_by_the_difference,
+            concurrent_votes_keep_exact_totals,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -13,10 +13,11 @@ use moments_crypto::{
 };
 use moments_domain::account::AccountPorts;
 use moments_domain::ports::{
-    ApiKeyStore, AuditStore, Clock, HealthProbe, IdGenerator, SessionStore, SystemClock, UserStore,
-    UuidV7Generator,
+    ApiKeyStore, AuditStore, Clock, CursorCodec, HealthProbe, IdGenerator, PostStore, SessionStore,
+    SystemClock, UserStore, UuidV7Generator,
 };
-use moments_domain::{AccountService, SessionPolicy};
+use moments_domain::post::PostPorts;
+use moments_domain::{AccountService, PostService, SessionPolicy};
 use moments_http::{AppState, HttpConfig};
 use moments_postgres::{PgConfig, PgStore};
 use moments_sqlite::{SqliteConfig, SqliteStore};
@@ -111,6 +112,22 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.clone(),
             Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// The store as the domain's post store.
+    pub fn posts(&self) -> Arc<dyn PostStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// Statements the store has sent to its database so far (tests count them).
+    pub fn queries_issued(&self) -> u64 {
+        match self {
+            Self::Sqlite(s) => s.queries_issued(),
+            Self::Postgres(s) => s.queries_issued(),
         }
     }
 
@@ -215,6 +232,7 @@ pub fn build_state_with_clock(
         ids.clone(),
     )?);
     let hasher = Arc::new(Argon2Hasher::new(config.argon2)?);
+    let cursors: Arc<dyn CursorCodec> = Arc::new(SealedCursors::new(cursor_key));
     let accounts = AccountService::new(
         AccountPorts {
             users: store.users(),
@@ -225,9 +243,9 @@ pub fn build_state_with_clock(
             issuer: tokens.clone(),
             verifier: tokens,
             secrets: Arc::new(RandomSecrets::new(successor_key, api_key_key)),
-            clock,
-            ids,
-            cursors: Arc::new(SealedCursors::new(cursor_key)),
+            clock: clock.clone(),
+            ids: ids.clone(),
+            cursors: cursors.clone(),
         },
         SessionPolicy {
             refresh_token_ttl: config.refresh_token_ttl,
@@ -235,8 +253,16 @@ pub fn build_state_with_clock(
             refresh_grace: config.refresh_grace,
         },
     );
+    let posts = PostService::new(PostPorts {
+        posts: store.posts(),
+        users: store.users(),
+        clock,
+        ids,
+        cursors,
+    });
     let state = AppState {
         accounts,
+        posts,
         probes: vec![store.probe()],
     };
     let http = HttpConfig {

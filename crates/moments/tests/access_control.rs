@@ -16,15 +16,23 @@ use utoipa::OpenApi as _;
 
 /// What an operation's security says.
 struct Requirement {
-    /// The permissions it needs (empty: any signed-in caller).
+    /// Every permission it names (the union of its alternatives).
     permissions: Vec<String>,
+    /// The permissions of each alternative (an empty one: any signed-in caller).
+    alternatives: Vec<Vec<String>>,
     /// Whether an API key is accepted (`either`), or only an access token (`user`).
     accepts_keys: bool,
 }
 
-/// `None` for a public operation.
+/// `None` for a public operation: no security, or an empty alternative (credentials optional).
 fn requirement(operation: &Value) -> Option<Requirement> {
     let security = operation["security"].as_array()?;
+    if security
+        .iter()
+        .any(|r| r.as_object().is_some_and(|o| o.is_empty()))
+    {
+        return None;
+    }
     let schemes: Vec<(&String, &Value)> = security
         .iter()
         .filter_map(|r| r.as_object())
@@ -33,6 +41,17 @@ fn requirement(operation: &Value) -> Option<Requirement> {
     if schemes.is_empty() {
         return None;
     }
+    let alternatives = schemes
+        .iter()
+        .map(|(_, scopes)| {
+            scopes
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .collect();
     let mut permissions: Vec<String> = schemes
         .iter()
         .flat_map(|(_, scopes)| scopes.as_array().cloned().unwrap_or_default())
@@ -42,6 +61,7 @@ fn requirement(operation: &Value) -> Option<Requirement> {
     permissions.dedup();
     Some(Requirement {
         permissions,
+        alternatives,
         accepts_keys: schemes.iter().any(|(name, _)| *name == "api_key"),
     })
 }
@@ -49,6 +69,12 @@ fn requirement(operation: &Value) -> Option<Requirement> {
 /// Paths whose `{id}` is an object only its owner may see or change (404 for anyone else).
 fn owned_object(path: &str) -> bool {
     path.starts_with("/api/v1/auth/sessions/") || path.starts_with("/api/v1/api-keys/")
+}
+
+/// Operations on a public object that only its author may perform (403 for anyone else),
+/// except deletion, which moderators (the administrator) may also perform.
+fn authors_only(path: &str, method: &Method) -> bool {
+    path == "/api/v1/posts/{id}" && matches!(*method, Method::PATCH | Method::DELETE)
 }
 
 #[actix_web::test]
@@ -111,8 +137,20 @@ async fn every_operation_refuses_callers_without_the_right_credentials() {
             );
             send(&app, with_token(req, &admin_token().await)).await;
 
+            let owned_post = send(
+                &app,
+                with_token(
+                    test::TestRequest::post()
+                        .uri("/api/v1/posts")
+                        .set_json(json!({"content": "the owner's post"})),
+                    &owner_token,
+                ),
+            )
+            .await;
             let object_id = if path.starts_with("/api/v1/auth/sessions/") {
                 session_id
+            } else if path.starts_with("/api/v1/posts/") {
+                owned_post.body["id"].as_str().unwrap().to_owned()
             } else if path.starts_with("/api/v1/api-keys/") {
                 owned_key.body["id"].as_str().unwrap().to_owned()
             } else {
@@ -138,9 +176,12 @@ async fn every_operation_refuses_callers_without_the_right_credentials() {
             };
             let bearer = |token: &str| format!("Bearer {token}");
             let needs_only_user_permissions = required
-                .permissions
+                .alternatives
                 .iter()
-                .all(|p| user_permissions.contains(p));
+                .any(|needs| needs.iter().all(|p| user_permissions.contains(p)));
+            let authors_only = authors_only(path, &method);
+            // Who is not the author may still delete as a moderator, never edit.
+            let non_author_refused = authors_only && method != Method::DELETE;
 
             // Anonymous.
             call(None).await.problem(401, "unauthenticated");
@@ -153,6 +194,8 @@ async fn every_operation_refuses_callers_without_the_right_credentials() {
                 reply.problem(403, "forbidden");
             } else if owned_object(path) {
                 reply.problem(404, "not_found");
+            } else if authors_only {
+                reply.problem(403, "forbidden");
             } else {
                 assert!(
                     !matches!(reply.status.as_u16(), 401 | 403),
@@ -176,17 +219,23 @@ async fn every_operation_refuses_callers_without_the_right_credentials() {
             let admin = login(&app, "root_admin").await;
             let admin_auth = bearer(admin["access_token"].as_str().unwrap());
             let reply = call(Some(("Authorization", &admin_auth))).await;
-            assert!(
-                !matches!(reply.status.as_u16(), 401 | 403),
-                "{id}: the administrator was refused: {:#}",
-                reply.body
-            );
+            if non_author_refused {
+                reply.problem(403, "forbidden");
+            } else {
+                assert!(
+                    !matches!(reply.status.as_u16(), 401 | 403),
+                    "{id}: the administrator was refused: {:#}",
+                    reply.body
+                );
+            }
 
             // API keys of the administrator: with exactly the scopes needed, and with none.
             let scoped = new_key(&required.permissions).await;
             let unscoped = new_key(&[]).await;
             let reply = call(Some(("X-API-Key", &scoped))).await;
-            if required.accepts_keys {
+            if required.accepts_keys && non_author_refused {
+                reply.problem(403, "forbidden");
+            } else if required.accepts_keys {
                 assert!(
                     !matches!(reply.status.as_u16(), 401 | 403),
                     "{id}: a key with {:?} was refused: {:#}",
@@ -214,5 +263,5 @@ async fn every_operation_refuses_callers_without_the_right_credentials() {
         }
     }
     eprintln!("{checked} protected operations checked for six callers");
-    assert!(checked >= 20, "only {checked} protected operations found");
+    assert!(checked >= 25, "only {checked} protected operations found");
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod docs;
 pub mod ops;
+pub mod posts;
 pub mod roles;
 pub mod users;
 

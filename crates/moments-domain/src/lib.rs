@@ -9,6 +9,7 @@ pub mod error;
 pub mod grants;
 pub mod ids;
 pub mod import;
+pub mod media;
 pub mod page;
 pub mod ports;
 pub mod post;

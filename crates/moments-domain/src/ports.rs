@@ -11,6 +11,7 @@ use crate::audit::{AuditEvent, AuditFilter};
 use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
 use crate::ids::{ApiKeyId, AuditEventId, PostId, SessionId, UserId};
+pub use crate::media::MediaStore;
 use crate::post::{NewPost, Post, PostEdit, PostFilter, PostPosition, VoteSummary, VoteValue};
 use crate::profile::ProfileChange;
 use crate::session::{

@@ -15,6 +15,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::{App, web};
+use moments_domain::media::MediaService;
 use moments_domain::ports::HealthProbe;
 use moments_domain::{AccountService, PostService};
 
@@ -28,6 +29,10 @@ pub struct AppState {
     pub accounts: AccountService,
     /// Posts, the feed and votes.
     pub posts: PostService,
+    /// Uploaded images.
+    pub media: MediaService,
+    /// The external base URL (`MOMENTS_PUBLIC_URL`), for absolute links such as media URLs.
+    pub public_url: String,
     /// Dependencies whose health decides readiness.
     pub probes: Vec<Arc<dyn HealthProbe>>,
 }
@@ -87,6 +92,7 @@ fn api(cfg: &mut web::ServiceConfig) {
     routes::api_keys::configure(cfg);
     routes::audit::configure(cfg);
     routes::posts::configure(cfg);
+    routes::media::configure(cfg);
 }
 
 /// The whole application: routes, middleware, limits and error rendering.
@@ -117,6 +123,7 @@ pub fn app(
                 .wrap(actix_web::middleware::from_fn(extract::resolve_api_key))
                 .configure(api),
         )
+        .configure(routes::media::configure_serving)
         .configure(routes::ops::configure)
         .configure(routes::docs::configure)
 }

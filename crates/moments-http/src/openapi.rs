@@ -7,7 +7,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{api_keys, audit, auth, ops, posts, roles, users};
+use crate::routes::{api_keys, audit, auth, media, ops, posts, roles, users};
 
 /// The API description served at `/openapi.json` and printed by `moments openapi`.
 #[derive(Debug, OpenApi)]
@@ -32,6 +32,7 @@ use crate::routes::{api_keys, audit, auth, ops, posts, roles, users};
         audit::list_audit_events,
         posts::create_post, posts::list_posts, posts::get_post, posts::update_post, posts::delete_post,
         posts::list_user_posts, posts::vote_post, posts::clear_vote,
+        media::upload_media, media::get_media,
         ops::health, ops::ready, ops::describe_problem, ops::jwks,
     ),
     components(schemas(Problem, FieldError)),
@@ -43,6 +44,7 @@ use crate::routes::{api_keys, audit, auth, ops, posts, roles, users};
         (name = "api-keys", description = "API keys: scoped, expiring credentials for scripts and services"),
         (name = "audit", description = "The security audit log"),
         (name = "posts", description = "Posts, the feed and votes"),
+        (name = "media", description = "Image upload and serving"),
         (name = "operations", description = "Health, readiness and problem types"),
     ),
 )]

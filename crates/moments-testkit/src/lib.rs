@@ -7,6 +7,7 @@
 
 pub mod builders;
 pub mod contract;
+pub mod media_contract;
 pub mod services;
 
 pub use contract::StoreUnderTest;

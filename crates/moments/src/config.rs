@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use moments_crypto::Argon2Config;
-use secrecy::SecretSlice;
+use moments_domain::media::MediaLimits;
+use secrecy::{SecretSlice, SecretString};
 
 /// A setting that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,46 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where uploaded media is kept.
+#[derive(Clone)]
+pub enum MediaConfig {
+    /// A directory (the embedded default: `<data dir>/media`).
+    Local(PathBuf),
+    /// `MOMENTS_MEDIA_URL=s3://bucket/prefix`, with the standard `AWS_*` variables as options.
+    ObjectStore {
+        /// The URL.
+        url: String,
+        /// `aws_endpoint`, `aws_region`, credentials… (values never printed).
+        options: Vec<(&'static str, SecretString)>,
+    },
+}
+
+impl std::fmt::Debug for MediaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(path) => f.debug_tuple("Local").field(path).finish(),
+            Self::ObjectStore { url, options } => f
+                .debug_struct("ObjectStore")
+                .field("url", url)
+                .field(
+                    "options",
+                    &options.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+                )
+                .finish(),
+        }
+    }
+}
+
+/// The `AWS_*` variables passed to an object store, by the option name object_store gives them.
+const OBJECT_STORE_VARIABLES: &[(&str, &str)] = &[
+    ("AWS_ENDPOINT", "aws_endpoint"),
+    ("AWS_REGION", "aws_region"),
+    ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+    ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+    ("AWS_SESSION_TOKEN", "aws_session_token"),
+    ("AWS_ALLOW_HTTP", "aws_allow_http"),
+];
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -128,6 +169,10 @@ pub struct Config {
     pub revocation_poll: Duration,
     /// `MOMENTS_SHUTDOWN_TIMEOUT_SECONDS`: how long in-flight requests may finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `MOMENTS_MEDIA_URL` (unset: `<data dir>/media`).
+    pub media: MediaConfig,
+    /// `MOMENTS_MEDIA_MAX_BYTES` and `MOMENTS_MEDIA_MAX_PIXELS`.
+    pub media_limits: MediaLimits,
 }
 
 /// Shortest accepted signing secret, in bytes.
@@ -384,6 +429,32 @@ impl Config {
                 ));
             }
         };
+        let media = match get("MOMENTS_MEDIA_URL") {
+            None => MediaConfig::Local(data_dir.join("media")),
+            Some(url) if url.starts_with("s3://") => MediaConfig::ObjectStore {
+                url,
+                options: OBJECT_STORE_VARIABLES
+                    .iter()
+                    .filter_map(|(var, option)| get(var).map(|v| (*option, SecretString::from(v))))
+                    .collect(),
+            },
+            Some(other) => {
+                return Err(err(
+                    "MOMENTS_MEDIA_URL",
+                    format!("must be an s3:// URL (any S3-compatible service), not {other:?}"),
+                ));
+            }
+        };
+        let media_limits = MediaLimits {
+            max_bytes: usize::try_from(number(
+                "MOMENTS_MEDIA_MAX_BYTES",
+                10 * 1024 * 1024,
+                1024,
+                1024 * 1024 * 1024,
+            )?)
+            .map_err(|_| err("MOMENTS_MEDIA_MAX_BYTES", "is too large"))?,
+            max_pixels: number("MOMENTS_MEDIA_MAX_PIXELS", 40_000_000, 1, 1_000_000_000)?,
+        };
         Ok(Self {
             environment,
             listen,
@@ -421,6 +492,8 @@ impl Config {
                 1,
                 3600,
             )?),
+            media,
+            media_limits,
         })
     }
 }

@@ -12,6 +12,7 @@ use moments_crypto::{
     Argon2Hasher, JwtConfig, JwtTokens, KeyMaterial, RandomSecrets, SealedCursors,
 };
 use moments_domain::account::AccountPorts;
+use moments_domain::media::{MediaService, MediaStore};
 use moments_domain::ports::{
     ApiKeyStore, AuditStore, Clock, CursorCodec, HealthProbe, IdGenerator, PostStore, SessionStore,
     SystemClock, UserStore, UuidV7Generator,
@@ -19,11 +20,12 @@ use moments_domain::ports::{
 use moments_domain::post::PostPorts;
 use moments_domain::{AccountService, PostService, SessionPolicy};
 use moments_http::{AppState, HttpConfig};
+use moments_media::{LocalMediaStore, ObjectMediaStore};
 use moments_postgres::{PgConfig, PgStore};
 use moments_sqlite::{SqliteConfig, SqliteStore};
 use secrecy::{ExposeSecret as _, SecretSlice};
 
-use crate::config::{Config, DatabaseConfig, JwtSecretSource};
+use crate::config::{Config, DatabaseConfig, JwtSecretSource, MediaConfig};
 
 /// The configured store.
 #[derive(Debug, Clone)]
@@ -253,6 +255,11 @@ pub fn build_state_with_clock(
             refresh_grace: config.refresh_grace,
         },
     );
+    let media = MediaService::new(
+        media_store(&config.media)?,
+        ids.clone(),
+        config.media_limits,
+    );
     let posts = PostService::new(PostPorts {
         posts: store.posts(),
         users: store.users(),
@@ -263,12 +270,27 @@ pub fn build_state_with_clock(
     let state = AppState {
         accounts,
         posts,
+        media,
+        public_url: config.public_url.clone(),
         probes: vec![store.probe()],
     };
     let http = HttpConfig {
         cors_origins: config.cors_origins.clone(),
     };
     Ok((state, http))
+}
+
+/// The media store the configuration names. Blocking (creates the directory): call at start-up.
+fn media_store(config: &MediaConfig) -> anyhow::Result<Arc<dyn MediaStore>> {
+    Ok(match config {
+        MediaConfig::Local(dir) => Arc::new(LocalMediaStore::open(dir)?),
+        MediaConfig::ObjectStore { url, options } => Arc::new(ObjectMediaStore::from_url(
+            url,
+            options
+                .iter()
+                .map(|(name, value)| (*name, value.expose_secret().to_owned())),
+        )?),
+    })
 }
 
 /// The background task that keeps this instance's revocation list current; stops when dropped.

@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod docs;
+pub mod media;
 pub mod ops;
 pub mod posts;
 pub mod roles;

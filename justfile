@@ -46,5 +46,11 @@ snapshots:
 bench:
     cargo bench -p moments-crypto --bench crypto
 
+# Load benchmark of posts, the feed and votes on PostgreSQL (release build, wrk, pgbench);
+# writes its figures to docs/benchmarks.md.
+bench-feed:
+    cargo build --release -p moments
+    python3 scripts/bench-feed.py
+
 # Everything CI checks, in CI's order.
 ci: fmt lint domain-rule schema test openapi-valid

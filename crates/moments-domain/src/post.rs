@@ -210,6 +210,15 @@ impl VoteValue {
         }
     }
 
+    /// A vote as a store keeps it (`None`, or a value other than 1 and -1: no vote).
+    pub const fn from_stored(value: Option<i16>) -> Option<Self> {
+        match value {
+            Some(1) => Some(Self::Up),
+            Some(-1) => Some(Self::Down),
+            _ => None,
+        }
+    }
+
     /// The vote of 1 or -1; anything else is refused.
     pub fn from_i64(value: i64) -> Result<Self, InvalidValue> {
         match value {

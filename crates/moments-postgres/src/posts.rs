@@ -81,14 +81,6 @@ fn urls_from_json(value: serde_json::Value) -> Result<MediaUrls, InfraError> {
     ))
 }
 
-fn vote_from(value: Option<i16>) -> Option<VoteValue> {
-    match value {
-        Some(1) => Some(VoteValue::Up),
-        Some(-1) => Some(VoteValue::Down),
-        _ => None,
-    }
-}
-
 fn author_from(row: AuthorRow) -> Result<Author, InfraError> {
     Ok(Author {
         id: UserId::from_uuid(row.id),
@@ -111,7 +103,7 @@ fn post_from((post, author, vote): PostRecord) -> Result<Post, InfraError> {
             upvotes: post.upvotes,
             downvotes: post.downvotes,
         },
-        my_vote: vote_from(vote),
+        my_vote: VoteValue::from_stored(vote),
     })
 }
 

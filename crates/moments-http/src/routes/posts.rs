@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use moments_domain::ids::{PostId, UserId};
+use moments_domain::page::Page;
 use moments_domain::post::{
     AuthorPostsError, ChangePostError, CreatePostError, MediaUrl, MediaUrls, Post, PostContent,
     PostEdit, VoteError, VoteSummary, VoteValue,
@@ -194,6 +195,22 @@ fn media_urls(fields: &mut Fields, raw: &[String]) -> Option<MediaUrls> {
     fields.check("media_urls", MediaUrls::new(urls))
 }
 
+/// `limit` (422 naming it when out of range) and `cursor` of a list's query string.
+fn list_params(req: &HttpRequest) -> Result<(usize, Option<String>), ApiError> {
+    let mut query = list_query(req)?;
+    let mut fields = Fields::default();
+    let limit = page_limit(&mut fields, query.get("limit"));
+    fields.finish()?;
+    Ok((limit, query.remove("cursor")))
+}
+
+fn page_response(page: Page<Post>) -> HttpResponse {
+    HttpResponse::Ok().json(PostPage {
+        items: page.items.into_iter().map(PostResponse::from).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
 fn change_error(e: ChangePostError, what: &str) -> ApiError {
     match e {
         ChangePostError::NotFound => post_not_found(),
@@ -259,23 +276,13 @@ pub async fn list_posts(
     Viewer(viewer): Viewer,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = list_query(&req)?;
-    let mut fields = Fields::default();
-    let limit = page_limit(&mut fields, query.get("limit"));
-    fields.finish()?;
+    let (limit, cursor) = list_params(&req)?;
     let page = state
         .posts
-        .feed(
-            viewer.map(|a| a.user_id),
-            query.get("cursor").map(String::as_str),
-            limit,
-        )
+        .feed(viewer.map(|a| a.user_id), cursor.as_deref(), limit)
         .await
         .map_err(list_error)?;
-    Ok(HttpResponse::Ok().json(PostPage {
-        items: page.items.into_iter().map(PostResponse::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(page_response(page))
 }
 
 /// One user's posts, newest first.
@@ -302,27 +309,16 @@ pub async fn list_user_posts(
     let author = Uuid::parse_str(&id)
         .map(UserId::from_uuid)
         .map_err(|_| not_found())?;
-    let query = list_query(&req)?;
-    let mut fields = Fields::default();
-    let limit = page_limit(&mut fields, query.get("limit"));
-    fields.finish()?;
+    let (limit, cursor) = list_params(&req)?;
     let page = state
         .posts
-        .by_author(
-            author,
-            viewer.map(|a| a.user_id),
-            query.get("cursor").map(String::as_str),
-            limit,
-        )
+        .by_author(author, viewer.map(|a| a.user_id), cursor.as_deref(), limit)
         .await
         .map_err(|e| match e {
             AuthorPostsError::UnknownUser => not_found(),
             AuthorPostsError::List(e) => list_error(e),
         })?;
-    Ok(HttpResponse::Ok().json(PostPage {
-        items: page.items.into_iter().map(PostResponse::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    Ok(page_response(page))
 }
 
 /// One post.

@@ -62,12 +62,15 @@ ALTER TABLE votes ENABLE TRIGGER votes_count;
 VACUUM ANALYZE;
 """
 
-# The feed query the PostgreSQL adapter sends for an anonymous first page of 20 (limit + 1).
+# The feed statement the PostgreSQL adapter sends for an anonymous first page of 20 (limit + 1),
+# its parameters written in (a first page starts after the last second of year 9999).
 FEED_SQL = """SELECT p.id, p.content, p.media_urls, p.created_at, p.updated_at, p.upvotes, p.downvotes,
  u.id, u.username, u.display_name, v.value
 FROM posts p INNER JOIN users u ON u.id = p.author_id
 LEFT OUTER JOIN votes v ON v.post_id = p.id AND v.user_id = '00000000-0000-0000-0000-000000000000'
-WHERE u.disabled = false ORDER BY p.created_at DESC, p.id DESC LIMIT 21;
+WHERE u.disabled = false AND p.created_at <= '9999-12-31 23:59:59+00'
+ AND (p.created_at < '9999-12-31 23:59:59+00' OR p.id < 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+ORDER BY p.created_at DESC, p.id DESC LIMIT 21;
 """
 
 # The alternative: totals aggregated from the votes of each post on the page.
@@ -78,13 +81,15 @@ LEFT OUTER JOIN votes v ON v.post_id = p.id AND v.user_id = '00000000-0000-0000-
 CROSS JOIN LATERAL (SELECT count(*) FILTER (WHERE value = 1) AS up,
                            count(*) FILTER (WHERE value = -1) AS down
                     FROM votes w WHERE w.post_id = p.id) t
-WHERE u.disabled = false ORDER BY p.created_at DESC, p.id DESC LIMIT 21;
+WHERE u.disabled = false AND p.created_at <= '9999-12-31 23:59:59+00'
+ AND (p.created_at < '9999-12-31 23:59:59+00' OR p.id < 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+ORDER BY p.created_at DESC, p.id DESC LIMIT 21;
 """
 
 
 def psql(url, sql):
-    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-q", "-f", "-"], input=sql, text=True,
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def http(method, path, body=None, token=None):

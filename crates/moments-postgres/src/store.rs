@@ -15,7 +15,10 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{
+    AsyncConnection as _, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl,
+    SimpleAsyncConnection as _,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness as _, embed_migrations};
 use moments_domain::InfraError;
 use moments_domain::audit::AuditEvent;
@@ -97,6 +100,10 @@ pub enum PgStoreError {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
+    /// Connections for the feed's statement only, planned generically (docs/decisions.md, 27):
+    /// PostgreSQL would otherwise re-plan it for every page. Other statements stay on `pool`,
+    /// where a generic plan could be poor (a `LIKE` prefix, a skewed filter).
+    feed_pool: Pool<AsyncPgConnection>,
     operation_timeout: Duration,
     queries: Arc<AtomicU64>,
 }
@@ -105,9 +112,54 @@ impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
             .field("status", &self.pool.status())
+            .field("feed_status", &self.feed_pool.status())
             .field("operation_timeout", &self.operation_timeout)
             .finish()
     }
+}
+
+/// A pool whose connections count their statements in `queries` and, with `plan_cache_mode`,
+/// run with that setting.
+fn build_pool(
+    config: &PgConfig,
+    queries: &Arc<AtomicU64>,
+    plan_cache_mode: Option<&'static str>,
+) -> Result<Pool<AsyncPgConnection>, PgStoreError> {
+    let counter = Arc::clone(queries);
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // No test query on every checkout: that would be a second round trip for every one-query
+    // request. A connection that died is found by its first failing query, answered 503, and
+    // dropped by the pool (docs/decisions.md, 24).
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(move |url| {
+        let counter = Arc::clone(&counter);
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            if let Some(mode) = plan_cache_mode {
+                conn.batch_execute(&format!("SET plan_cache_mode = {mode}"))
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+            }
+            conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+                if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        with_connect_timeout(&config.url, config.operation_timeout),
+        manager_config,
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.operation_timeout))
+        .create_timeout(Some(config.operation_timeout))
+        .recycle_timeout(Some(config.operation_timeout))
+        .build()
+        .map_err(|e| PgStoreError::Pool(e.to_string()))
 }
 
 /// Adds `connect_timeout` (whole seconds, at least 1) unless the URL sets one.
@@ -123,42 +175,13 @@ fn with_connect_timeout(url: &str, timeout: Duration) -> String {
 }
 
 impl PgStore {
-    /// Builds the pool. Connections are opened on demand, so this succeeds while the database
+    /// Builds the pools. Connections are opened on demand, so this succeeds while the database
     /// is down; [`PgStore::pending_migrations`] is the start-up reachability check.
     pub fn connect(config: &PgConfig) -> Result<Self, PgStoreError> {
         let queries = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&queries);
-        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-        // No test query on every checkout: that would be a second round trip for every
-        // one-query request. A connection that died is found by its first failing query,
-        // answered 503, and dropped by the pool (docs/decisions.md, 24).
-        manager_config.recycling_method = RecyclingMethod::Fast;
-        manager_config.custom_setup = Box::new(move |url| {
-            let counter = Arc::clone(&counter);
-            Box::pin(async move {
-                let mut conn = AsyncPgConnection::establish(url).await?;
-                conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-                    if matches!(event, InstrumentationEvent::StartQuery { .. }) {
-                        counter.fetch_add(1, Ordering::Relaxed);
-                    }
-                });
-                Ok(conn)
-            })
-        });
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-            with_connect_timeout(&config.url, config.operation_timeout),
-            manager_config,
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(config.operation_timeout))
-            .create_timeout(Some(config.operation_timeout))
-            .recycle_timeout(Some(config.operation_timeout))
-            .build()
-            .map_err(|e| PgStoreError::Pool(e.to_string()))?;
         Ok(Self {
-            pool,
+            pool: build_pool(config, &queries, None)?,
+            feed_pool: build_pool(config, &queries, Some("force_generic_plan"))?,
             operation_timeout: config.operation_timeout,
             queries,
         })
@@ -220,6 +243,17 @@ impl PgStore {
     ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, InfraError>
     {
         self.pool
+            .get()
+            .await
+            .map_err(|e| InfraError::unavailable("database", e))
+    }
+
+    /// A connection of the feed pool, whose statements are planned once and reused.
+    pub(crate) async fn feed_conn(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, InfraError>
+    {
+        self.feed_pool
             .get()
             .await
             .map_err(|e| InfraError::unavailable("database", e))

@@ -109,13 +109,32 @@ fn post_from((post, author, vote): PostRecord) -> Result<Post, InfraError> {
 
 /// Posts of enabled authors, each with its author and `viewer`'s vote (see the PostgreSQL
 /// adapter: without a viewer the join looks up an id no account has).
-#[diesel::dsl::auto_type(no_type_alias)]
+#[diesel::dsl::auto_type]
 fn readable_posts(viewer: String) -> _ {
     posts::table
         .inner_join(users::table.on(users::id.eq(posts::author_id)))
         .left_join(votes::table.on(votes::post_id.eq(posts::id).and(votes::user_id.eq(viewer))))
         .filter(users::disabled.eq(false))
 }
+
+/// [`readable_posts`] strictly after the keyset position `(at, id)`, newest first.
+/// `at <= t` bounds the index walk; the second condition breaks ties within a microsecond by id.
+/// The shape never changes (a first page starts from [`LATEST`]), so the statement is prepared
+/// once per connection and cached.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn posts_before(viewer: String, at: NaiveDateTime, id: String) -> _ {
+    let readable: readable_posts = readable_posts(viewer);
+    readable
+        .filter(posts::created_at.le(at))
+        .filter(posts::created_at.lt(at).or(posts::id.lt(id)))
+        .order((posts::created_at.desc(), posts::id.desc()))
+}
+
+/// A position after every post: the start of a first page (the last second of year 9999).
+const LATEST: DateTime<Utc> = match DateTime::from_timestamp(253_402_300_799, 0) {
+    Some(at) => at,
+    None => panic!("year 9999 is in range"),
+};
 
 fn viewer_id(viewer: Option<UserId>) -> String {
     uuid_text(viewer.map_or(uuid::Uuid::nil(), |v| v.as_uuid()))
@@ -247,30 +266,24 @@ impl PostStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let records: Vec<PostRecord> = self
             .run(move |conn| {
-                let mut query = readable_posts(viewer_id(viewer)).into_boxed();
-                if let PostFilter::Author(author) = filter {
-                    query = query.filter(posts::author_id.eq(uuid_text(author.as_uuid())));
+                let (at, id) = after.map_or((LATEST, uuid::Uuid::max()), |a| {
+                    (a.created_at, a.id.as_uuid())
+                });
+                let page = posts_before(viewer_id(viewer), at.naive_utc(), uuid_text(id));
+                let select = (
+                    PostRow::as_select(),
+                    AuthorRow::as_select(),
+                    votes::value.nullable(),
+                );
+                match filter {
+                    PostFilter::Everyone => page.limit(limit).select(select).load(conn),
+                    PostFilter::Author(author) => page
+                        .filter(posts::author_id.eq(uuid_text(author.as_uuid())))
+                        .limit(limit)
+                        .select(select)
+                        .load(conn),
                 }
-                if let Some(after) = after {
-                    // `created_at <= t` bounds the index walk; the second condition breaks ties
-                    // within one microsecond by id.
-                    let at = after.created_at.naive_utc();
-                    query = query.filter(posts::created_at.le(at)).filter(
-                        posts::created_at
-                            .lt(at)
-                            .or(posts::id.lt(uuid_text(after.id.as_uuid()))),
-                    );
-                }
-                query
-                    .order((posts::created_at.desc(), posts::id.desc()))
-                    .limit(limit)
-                    .select((
-                        PostRow::as_select(),
-                        AuthorRow::as_select(),
-                        votes::value.nullable(),
-                    ))
-                    .load(conn)
-                    .map_err(db_error)
+                .map_err(db_error)
             })
             .await?;
         records.into_iter().map(post_from).collect()

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::account::Actor;
 use crate::error::InfraError;
 use crate::ports::IdGenerator;
 
@@ -375,8 +374,8 @@ impl MediaService {
         self.limits
     }
 
-    /// Checks and stores an upload of the caller's. Nothing is stored for a refused one.
-    pub async fn upload(&self, _actor: &Actor, bytes: Vec<u8>) -> Result<Media, UploadError> {
+    /// Checks and stores an upload. Nothing is stored for a refused one.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<Media, UploadError> {
         if bytes.len() > self.limits.max_bytes {
             return Err(UploadError::TooLarge(self.limits.max_bytes));
         }

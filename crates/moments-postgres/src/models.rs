@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::schema::{password_credentials, refresh_tokens, sessions, user_roles, users};
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> InfraError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> InfraError {
     InfraError::internal(format!("stored {what} is invalid: {e}"))
 }
 

@@ -22,6 +22,7 @@ use moments_domain::post::{
 use moments_domain::value::Username;
 use uuid::Uuid;
 
+use crate::models::corrupt;
 use crate::schema::{posts, users, votes};
 use crate::store::{PgStore, db_error};
 
@@ -69,10 +70,6 @@ fn urls_json(urls: &MediaUrls) -> serde_json::Value {
         .iter()
         .map(|url| serde_json::Value::from(url.as_str()))
         .collect()
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> InfraError {
-    InfraError::internal(format!("stored {what} is invalid: {e}"))
 }
 
 fn urls_from_json(value: serde_json::Value) -> Result<MediaUrls, InfraError> {

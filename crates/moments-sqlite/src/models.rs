@@ -19,7 +19,7 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, InfraError> {
     Uuid::parse_str(text).map_err(|e| InfraError::internal(format!("stored id {text:?}: {e}")))
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> InfraError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> InfraError {
     InfraError::internal(format!("stored {what} is invalid: {e}"))
 }
 

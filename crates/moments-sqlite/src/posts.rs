@@ -18,7 +18,7 @@ use moments_domain::post::{
 };
 use moments_domain::value::Username;
 
-use crate::models::{parse_uuid, uuid_text};
+use crate::models::{corrupt, parse_uuid, uuid_text};
 use crate::schema::{posts, users, votes};
 use crate::store::{SqliteStore, db_error};
 
@@ -68,10 +68,6 @@ fn urls_json(urls: &MediaUrls) -> String {
             .map(|url| serde_json::Value::from(url.as_str())),
     )
     .to_string()
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> InfraError {
-    InfraError::internal(format!("stored {what} is invalid: {e}"))
 }
 
 fn urls_from_json(text: &str) -> Result<MediaUrls, InfraError> {

@@ -115,12 +115,12 @@ async fn read_file(mut form: Multipart, limit: usize) -> Result<Vec<u8>, ApiErro
 )]
 pub async fn upload_media(
     state: web::Data<AppState>,
-    Authenticated(actor): Authenticated,
+    _caller: Authenticated,
     form: Multipart,
 ) -> Result<HttpResponse, ApiError> {
     let limit = state.media.limits().max_bytes;
     let bytes = read_file(form, limit).await?;
-    let media = match state.media.upload(&actor, bytes).await {
+    let media = match state.media.upload(bytes).await {
         Ok(media) => media,
         Err(UploadError::TooLarge(limit)) => return Err(too_large(limit)),
         Err(UploadError::Unsupported(e)) => {

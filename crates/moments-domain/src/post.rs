@@ -244,6 +244,22 @@ pub struct NewPost {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewPost {
+    /// The post as stored, with its author: no votes yet, never edited.
+    pub fn published_by(self, author: Author) -> Post {
+        Post {
+            id: self.id,
+            author,
+            content: self.content,
+            media_urls: self.media_urls,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            votes: VoteTotals::default(),
+            my_vote: None,
+        }
+    }
+}
+
 /// An edit: each field present is replaced.
 #[derive(Debug, Clone, Default)]
 pub struct PostEdit {

@@ -183,18 +183,7 @@ impl PostStore for SqliteStore {
             })
             .await?;
         author
-            .map(|author| {
-                Ok(Post {
-                    id: post.id,
-                    author: author_from(author)?,
-                    content: post.content.clone(),
-                    media_urls: post.media_urls.clone(),
-                    created_at: post.created_at,
-                    updated_at: post.created_at,
-                    votes: VoteTotals::default(),
-                    my_vote: None,
-                })
-            })
+            .map(|author| Ok(post.clone().published_by(author_from(author)?)))
             .transpose()
     }
 

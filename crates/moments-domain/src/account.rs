@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
@@ -12,8 +13,9 @@ use crate::error::InfraError;
 use crate::grants::{CurrentGrants, Grant};
 use crate::ids::{ApiKeyId, RefreshTokenId, SessionId, UserId};
 use crate::ports::{
-    ApiKeyStore, AuditStore, Clock, CreateUserError, CursorCodec, IdGenerator, PasswordHasher,
-    SecretGenerator, SessionStore, TokenError, TokenIssuer, TokenVerifier, UserStore,
+    ApiKeyStore, AuditStore, Clock, CreateUserError, CursorCodec, EphemeralStore, IdGenerator,
+    PasswordHasher, RevocationBroadcast, SecretGenerator, SessionStore, TokenError, TokenIssuer,
+    TokenVerifier, UserStore,
 };
 use crate::revocation::RevocationList;
 use crate::session::{
@@ -33,6 +35,8 @@ pub struct SessionPolicy {
     /// How long after a rotation a retry with the immediately preceding token gets the
     /// successor already issued, instead of counting as reuse.
     pub refresh_grace: TimeDelta,
+    /// When failed logins for one account throttle it.
+    pub login_throttle: LoginThrottle,
 }
 
 impl Default for SessionPolicy {
@@ -41,6 +45,49 @@ impl Default for SessionPolicy {
             refresh_token_ttl: TimeDelta::days(7),
             session_max_age: TimeDelta::days(30),
             refresh_grace: TimeDelta::seconds(5),
+            login_throttle: LoginThrottle::default(),
+        }
+    }
+}
+
+/// The per-account login throttle: `failures` failed logins for one login name within
+/// `cool_down` lock that name for `cool_down`; each further lock within a day doubles the
+/// time, up to [`LoginThrottle::MAX_COOL_DOWN`]. A successful login clears the count.
+///
+/// Counted by the login name as typed (normalised), never by whether an account has it, so
+/// unknown names are throttled exactly like real ones; counted in the shared short-lived
+/// store, so rotating addresses or instances does not help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    /// Failures that trigger a lock.
+    pub failures: u32,
+    /// The window failures are counted in, and the first lock's length.
+    pub cool_down: Duration,
+}
+
+impl LoginThrottle {
+    /// The longest lock, however many locks came before.
+    pub const MAX_COOL_DOWN: Duration = Duration::from_secs(3600);
+    /// How long locks are remembered for doubling.
+    pub const STRIKE_MEMORY: Duration = Duration::from_secs(86_400);
+
+    /// The lock after `strikes` locks within a day (1 for the first).
+    pub fn lock_for(&self, strikes: u64) -> Duration {
+        let doublings = u32::try_from(strikes.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(20);
+        self.cool_down
+            .saturating_mul(1 << doublings)
+            .min(Self::MAX_COOL_DOWN.max(self.cool_down))
+    }
+}
+
+impl Default for LoginThrottle {
+    /// Five failures a minute.
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            cool_down: Duration::from_secs(60),
         }
     }
 }
@@ -80,6 +127,12 @@ pub enum LoginError {
     /// The password was right but the account is disabled.
     #[error("account disabled")]
     AccountDisabled,
+    /// Too many failed logins for this login name: no password is checked until the lock ends.
+    #[error("login throttled")]
+    Throttled {
+        /// When the next attempt will be considered.
+        retry_after: Duration,
+    },
     /// Infrastructure failed.
     #[error(transparent)]
     Infra(#[from] InfraError),
@@ -226,6 +279,10 @@ pub struct AccountPorts {
     pub ids: Arc<dyn IdGenerator>,
     /// List cursors.
     pub cursors: Arc<dyn CursorCodec>,
+    /// Short-lived shared state (login failure counts).
+    pub ephemeral: Arc<dyn EphemeralStore>,
+    /// Tells other instances about revoked sessions at once.
+    pub broadcast: Arc<dyn RevocationBroadcast>,
 }
 
 impl std::fmt::Debug for AccountPorts {
@@ -300,13 +357,29 @@ impl AccountService {
         event: Option<&AuditEvent>,
     ) -> Result<(), InfraError> {
         self.ports.sessions.revoke_session(id, now, event).await?;
-        self.refuse_sessions(vec![id], now);
+        self.refuse_sessions(vec![id], now).await;
         Ok(())
     }
 
-    /// Refuses the access tokens of sessions just revoked, on this instance at once (the others
-    /// learn it from their next poll).
-    pub(crate) fn refuse_sessions(&self, revoked: Vec<SessionId>, now: DateTime<Utc>) -> usize {
+    /// Refuses the access tokens of sessions just revoked, on this instance at once, and
+    /// announces them to the others (which also learn them from their next poll).
+    pub(crate) async fn refuse_sessions(
+        &self,
+        revoked: Vec<SessionId>,
+        now: DateTime<Utc>,
+    ) -> usize {
+        if !revoked.is_empty() {
+            self.ports.broadcast.announce(&revoked).await;
+        }
+        self.merge_revocations(revoked, now)
+    }
+
+    /// Refuses the access tokens of sessions another instance announced as revoked.
+    pub fn learn_revocations(&self, revoked: Vec<SessionId>) -> usize {
+        self.merge_revocations(revoked, self.ports.clock.now())
+    }
+
+    fn merge_revocations(&self, revoked: Vec<SessionId>, now: DateTime<Utc>) -> usize {
         let count = revoked.len();
         self.revocations.merge(
             revoked.into_iter().map(|id| (id, now)),
@@ -430,8 +503,52 @@ impl AccountService {
     ///
     /// An unknown account, an account without a password and a wrong password all cost one
     /// password verification and answer [`LoginError::InvalidCredentials`]. A disabled account
-    /// is reported only after the right password.
+    /// is reported only after the right password. While the login name is throttled
+    /// ([`LoginThrottle`]) every attempt is [`LoginError::Throttled`] before anything is looked
+    /// up or verified.
     pub async fn login(
+        &self,
+        login: &str,
+        password: &Password,
+        client: ClientInfo,
+    ) -> Result<TokenPair, LoginError> {
+        let throttle = ThrottleKeys::for_login(self.ports.secrets.as_ref(), login);
+        if let Some(retry_after) = self.ports.ephemeral.time_left(&throttle.lock).await? {
+            return Err(LoginError::Throttled { retry_after });
+        }
+        let outcome = self.check_credentials(login, password, client).await;
+        match &outcome {
+            Err(LoginError::InvalidCredentials) => self.count_failure(&throttle).await?,
+            Ok(_) => {
+                self.ports.ephemeral.remove(&throttle.failures).await?;
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    /// Counts a failed login for a name and locks it when the count is reached.
+    async fn count_failure(&self, keys: &ThrottleKeys) -> Result<(), InfraError> {
+        let policy = self.policy.login_throttle;
+        let failures = self
+            .ports
+            .ephemeral
+            .increment(&keys.failures, policy.cool_down)
+            .await?;
+        if failures >= u64::from(policy.failures) {
+            let strikes = self
+                .ports
+                .ephemeral
+                .increment(&keys.strikes, LoginThrottle::STRIKE_MEMORY)
+                .await?;
+            let lock = policy.lock_for(strikes);
+            self.ports.ephemeral.put(&keys.lock, b"1", lock).await?;
+            self.ports.ephemeral.remove(&keys.failures).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_credentials(
         &self,
         login: &str,
         password: &Password,
@@ -690,7 +807,7 @@ impl AccountService {
             .sessions
             .revoke_user_sessions(actor.user_id, None, now, &event)
             .await?;
-        Ok(self.refuse_sessions(revoked, now))
+        Ok(self.refuse_sessions(revoked, now).await)
     }
 
     /// Changes the caller's password after checking the current one, and revokes the caller's
@@ -728,7 +845,7 @@ impl AccountService {
             .users
             .change_password(actor.user_id, &new_hash, actor.session_id(), now, &event)
             .await?;
-        self.refuse_sessions(revoked, now);
+        self.refuse_sessions(revoked, now).await;
         Ok(())
     }
 
@@ -780,6 +897,7 @@ impl AccountService {
     }
 
     async fn find_by_login(&self, login: &str) -> Result<Option<User>, InfraError> {
+        // Keep in step with `ThrottleKeys::for_login`, which normalises the same way.
         if login.contains('@') {
             match Email::parse(login) {
                 Ok(email) => self.ports.users.find_user_by_email(&email).await,
@@ -856,4 +974,35 @@ impl AccountService {
 
 fn default_role() -> Result<RoleName, InfraError> {
     RoleName::parse(DEFAULT_ROLE).map_err(|e| InfraError::internal(e.message))
+}
+
+/// The short-lived keys of one login name's throttle. The name is digested with the server's
+/// key, so the shared store holds no user names or e-mail addresses.
+struct ThrottleKeys {
+    failures: String,
+    strikes: String,
+    lock: String,
+}
+
+impl ThrottleKeys {
+    fn for_login(secrets: &dyn SecretGenerator, login: &str) -> Self {
+        // The same name however it is typed: usernames normalise like `Username`, e-mail
+        // addresses compare case-insensitively.
+        let normalised = match Username::parse(login) {
+            Ok(username) if !login.contains('@') => username.as_str().to_owned(),
+            _ => login.trim().to_lowercase(),
+        };
+        let digest = secrets.digest(&format!("login-throttle:{normalised}"));
+        let id: String = digest
+            .as_bytes()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            failures: format!("login:failures:{id}"),
+            strikes: format!("login:strikes:{id}"),
+            lock: format!("login:lock:{id}"),
+        }
+    }
 }

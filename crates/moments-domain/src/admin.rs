@@ -152,7 +152,7 @@ impl AccountService {
             .set_disabled(user, disabled, now, &event)
             .await?
             .ok_or(DisableError::NotFound)?;
-        self.refuse_sessions(revoked, now);
+        self.refuse_sessions(revoked, now).await;
         Ok(updated)
     }
 

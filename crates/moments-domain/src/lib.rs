@@ -9,6 +9,8 @@ pub mod error;
 pub mod grants;
 pub mod ids;
 pub mod import;
+pub mod in_process;
+pub mod limit;
 pub mod media;
 pub mod page;
 pub mod ports;

@@ -2,6 +2,8 @@
 //! implementation guarantees and which errors it returns. Every port has a production adapter
 //! and an embedded one, and both pass the contract suite in `moments-testkit`.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
@@ -11,6 +13,7 @@ use crate::audit::{AuditEvent, AuditFilter};
 use crate::authz::{Permission, Role, RoleName};
 use crate::error::InfraError;
 use crate::ids::{ApiKeyId, AuditEventId, PostId, SessionId, UserId};
+use crate::limit::{Quota, RateDecision};
 pub use crate::media::MediaStore;
 use crate::post::{NewPost, Post, PostEdit, PostFilter, PostPosition, VoteSummary, VoteValue};
 use crate::profile::ProfileChange;
@@ -499,11 +502,67 @@ impl IdGenerator for UuidV7Generator {
     }
 }
 
-/// A dependency whose health decides readiness (the database, later the cache).
+/// A dependency whose health shows in readiness (the database, the cache).
 #[async_trait]
 pub trait HealthProbe: Send + Sync {
     /// Short name shown in readiness output, for example `database`.
     fn name(&self) -> &'static str;
     /// Whether the dependency answers a trivial request within the adapter's timeout.
     async fn check(&self) -> Result<(), InfraError>;
+    /// Whether the instance cannot serve without it (`true`: unready when it is down) or keeps
+    /// serving on a fallback (`false`: degraded).
+    fn required(&self) -> bool {
+        true
+    }
+}
+
+/// Counts requests per key against a [`Quota`] with the generic cell rate algorithm
+/// ([`crate::limit::decide`]), atomically: concurrent requests for one key, from any number of
+/// callers sharing the limiter, are decided one after the other.
+///
+/// Errors: [`InfraError::Unavailable`] when the backing service does not answer in time.
+/// Callers that must never go unlimited wrap a shared limiter with an in-process fallback.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Spends one request of `key`'s quota if it has one left.
+    async fn acquire(&self, key: &str, quota: Quota) -> Result<RateDecision, InfraError>;
+}
+
+/// Short-lived values shared by every instance: OAuth state, one-time codes, failure counters.
+/// Every value has a time to live and is gone after it; keys are the caller's (namespaced by
+/// the adapter).
+///
+/// Errors: [`InfraError::Unavailable`] when the backing service does not answer in time.
+#[async_trait]
+pub trait EphemeralStore: Send + Sync {
+    /// Stores `value` under `key` for `ttl`, replacing any value there.
+    async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), InfraError>;
+    /// Removes and returns the value: of any number of concurrent takers, exactly one gets it.
+    async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, InfraError>;
+    /// How long `key` has left, or `None` when it is absent (or expired).
+    async fn time_left(&self, key: &str) -> Result<Option<Duration>, InfraError>;
+    /// Adds one to the counter at `key` and returns the new count. A new counter starts at 1
+    /// and lives for `ttl`; incrementing does not extend it.
+    async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, InfraError>;
+    /// Removes `key` (nothing happens when it is absent).
+    async fn remove(&self, key: &str) -> Result<(), InfraError>;
+}
+
+/// Tells the other instances at once that sessions were revoked, so they refuse those
+/// sessions' access tokens before their next poll of the store (which remains the guarantee).
+///
+/// Best effort: an implementation logs its own failures; the poll catches up.
+#[async_trait]
+pub trait RevocationBroadcast: Send + Sync {
+    /// Announces revoked sessions.
+    async fn announce(&self, sessions: &[SessionId]);
+}
+
+/// A single process has nobody to tell: revocations are applied locally already.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBroadcast;
+
+#[async_trait]
+impl RevocationBroadcast for NoBroadcast {
+    async fn announce(&self, _sessions: &[SessionId]) {}
 }

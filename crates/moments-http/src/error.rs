@@ -22,6 +22,8 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
     /// `WWW-Authenticate` for 401s.
     pub www_authenticate: Option<&'static str>,
+    /// `Retry-After` in seconds, for 429s.
+    pub retry_after: Option<u64>,
     /// The request it answers, when known: lets `error_response` render the whole problem.
     pub context: Option<Box<ProblemContext>>,
 }
@@ -49,8 +51,15 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             www_authenticate: None,
+            retry_after: None,
             context: None,
         }
+    }
+
+    /// The same error, telling the client when to retry (`Retry-After`, whole seconds).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The same error, bound to the request it answers.
@@ -133,6 +142,9 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static(challenge),
             ));
         }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
         let mut response = response
             .content_type(PROBLEM_JSON)
             .body(serde_json::to_vec(&self.to_problem()).unwrap_or_default());
@@ -189,6 +201,14 @@ impl From<LoginError> for ApiError {
             ),
             LoginError::AccountDisabled => {
                 Self::new(&problem::ACCOUNT_DISABLED, "this account has been disabled")
+            }
+            LoginError::Throttled { retry_after } => {
+                let seconds = moments_domain::limit::ceil_secs(retry_after).max(1);
+                Self::new(
+                    &problem::RATE_LIMITED,
+                    format!("too many failed logins for this account; retry in {seconds} s"),
+                )
+                .with_retry_after(seconds)
             }
             LoginError::Infra(e) => e.into(),
         }

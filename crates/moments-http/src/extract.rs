@@ -346,6 +346,19 @@ fn authenticate_either(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     }
 }
 
+/// The caller the request's credentials name, if they are valid, without recording anything:
+/// whom the request counts against for rate limiting.
+pub(crate) fn credentials_of(req: &HttpRequest) -> Option<Actor> {
+    match bearer(req) {
+        Bearer::Missing => req
+            .extensions()
+            .get::<ResolvedKey>()
+            .and_then(|ResolvedKey(outcome)| outcome.as_ref().ok().cloned()),
+        Bearer::Malformed => None,
+        found => authenticate_bearer(req, found).ok().map(|a| a.0),
+    }
+}
+
 /// A permission a route requires, as a type, so the requirement is declared in the handler's
 /// signature: `Permitted<RolesRead>`.
 pub trait RequiredPermission {
@@ -421,10 +434,10 @@ impl<P> From<Authenticated> for Permitted<P> {
     }
 }
 
-/// Where the request came from. The peer address is used as is: forwarded headers are trusted
-/// only from configured proxies, which arrives with rate limiting.
+/// Where the request came from: the client address (through trusted proxies only, see
+/// [`crate::rate_limit::TrustedProxies`]) and the user agent.
 pub fn client_info(req: &HttpRequest) -> ClientInfo {
-    let ip = req.peer_addr().map(|addr| addr.ip().to_string());
+    let ip = crate::rate_limit::client_ip(req).map(|ip| ip.to_string());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

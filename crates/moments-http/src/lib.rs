@@ -5,6 +5,7 @@ pub mod extract;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod routes;
 mod validation;
 
@@ -21,6 +22,7 @@ use moments_domain::{AccountService, PostService};
 
 pub use error::ApiError;
 pub use openapi::ApiDoc;
+pub use rate_limit::{RateLimitPolicies, RateLimits, RouteClass, TrustedProxies};
 
 /// What handlers share: the domain services and the readiness probes.
 #[derive(Clone)]
@@ -35,6 +37,10 @@ pub struct AppState {
     pub public_url: String,
     /// Dependencies whose health decides readiness.
     pub probes: Vec<Arc<dyn HealthProbe>>,
+    /// The rate limiter and its policies.
+    pub rate_limits: RateLimits,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for AppState {
@@ -76,6 +82,8 @@ fn cors(config: &HttpConfig) -> Cors {
             middleware::API_VERSION,
             middleware::API_VERSION_DEFAULTED,
             header::RETRY_AFTER,
+            rate_limit::RATE_LIMIT,
+            rate_limit::RATE_LIMIT_POLICY,
         ])
         .max_age(3600);
     for origin in &config.cors_origins {
@@ -115,11 +123,13 @@ pub fn app(
         .wrap(actix_web::middleware::from_fn(middleware::edge))
         .service(
             web::scope("/api/v1")
+                .wrap(actix_web::middleware::from_fn(rate_limit::limit_rate))
                 .wrap(actix_web::middleware::from_fn(extract::resolve_api_key))
                 .configure(api),
         )
         .service(
             web::scope("/api")
+                .wrap(actix_web::middleware::from_fn(rate_limit::limit_rate))
                 .wrap(actix_web::middleware::from_fn(extract::resolve_api_key))
                 .configure(api),
         )

@@ -1,9 +1,10 @@
 //! The OpenAPI 3.1 document: every route, schema, error response and security scheme.
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
@@ -19,7 +20,13 @@ use crate::routes::{api_keys, audit, auth, media, ops, posts, roles, users};
             Every route lives under `/api/v1`; the same route under `/api` answers as the latest \
             version and adds `X-API-Version-Defaulted: true`. Every error is \
             `application/problem+json` (RFC 9457) with a stable `error_code`; \
-            `GET /problems/{code}` describes each one. Every response carries `X-Request-Id`.",
+            `GET /problems/{code}` describes each one. Every response carries `X-Request-Id`.\n\n\
+            Rate limits: every `/api` route and media download belongs to a class (`login`, \
+            `register`, `refresh`, `read`, `write`, `upload`) with its own quota, counted per \
+            user or API key, or per client address for anonymous and sign-in requests. Every \
+            response of a limited route carries `RateLimit-Policy: \"read\";q=600;w=60` and \
+            `RateLimit: \"read\";r=599;t=1` (IETF httpapi rate-limit headers); a refusal is 429 \
+            `rate_limited` with `Retry-After` in seconds.",
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
@@ -69,8 +76,13 @@ fn problem_response(description: &str) -> RefOr<Response> {
         .into()
 }
 
+#[cfg(test)]
 fn operations(doc: &mut OpenApiDoc) -> impl Iterator<Item = &mut Operation> {
-    doc.paths.paths.values_mut().flat_map(|item| {
+    operations_by_path(doc).map(|(_, operation)| operation)
+}
+
+fn operations_by_path(doc: &mut OpenApiDoc) -> impl Iterator<Item = (&String, &mut Operation)> {
+    doc.paths.paths.iter_mut().flat_map(|(path, item)| {
         [
             item.get.as_mut(),
             item.put.as_mut(),
@@ -80,7 +92,50 @@ fn operations(doc: &mut OpenApiDoc) -> impl Iterator<Item = &mut Operation> {
         ]
         .into_iter()
         .flatten()
+        .map(move |operation| (path, operation))
     })
+}
+
+/// Whether requests to `path` count against a rate-limit class.
+fn rate_limited(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/media/")
+}
+
+/// The 429 answer of a rate-limited route, with its headers (a shared component).
+fn rate_limited_response() -> Response {
+    let header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some(description))
+            .build()
+    };
+    ResponseBuilder::new()
+        .description(
+            "`rate_limited`: the route class's quota, or the account's login throttle, is spent. \
+             Every response of a limited route carries `RateLimit-Policy` and `RateLimit`.",
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+                .description(Some("Seconds until a retry can succeed"))
+                .build(),
+        )
+        .header(
+            "RateLimit-Policy",
+            header("The class and its quota, for example `\"login\";q=10;w=60`"),
+        )
+        .header(
+            "RateLimit",
+            header("Requests left and seconds until the quota is full, for example `\"login\";r=0;t=42`"),
+        )
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }
 
 fn requires_token(operation: &Operation) -> bool {
@@ -125,7 +180,17 @@ impl Modify for SecurityAndErrors {
                  it; the key acts with its scopes intersected with its owner's permissions.",
             ))),
         );
-        for operation in operations(doc) {
+        components
+            .responses
+            .insert("RateLimited".to_owned(), rate_limited_response().into());
+        for (path, operation) in operations_by_path(doc) {
+            if rate_limited(path) {
+                operation
+                    .responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| Ref::new("#/components/responses/RateLimited").into());
+            }
             let has_body = operation.request_body.is_some();
             let secured = requires_token(operation);
             let needs_permission = requires_permission(operation);
@@ -182,7 +247,9 @@ mod tests {
             for status in ["500", "503"] {
                 assert!(codes.iter().any(|c| *c == status), "{id} lacks {status}");
             }
+            let limited = operation.responses.responses.contains_key("429");
             if operation.request_body.is_some() {
+                assert!(limited, "{id} lacks 429");
                 for status in ["400", "413", "415", "422"] {
                     assert!(codes.iter().any(|c| *c == status), "{id} lacks {status}");
                 }

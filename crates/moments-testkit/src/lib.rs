@@ -9,5 +9,6 @@ pub mod builders;
 pub mod contract;
 pub mod media_contract;
 pub mod services;
+pub mod shared_state_contract;
 
 pub use contract::StoreUnderTest;

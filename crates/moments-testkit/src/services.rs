@@ -31,7 +31,7 @@ pub fn unreachable_service(service: &str, url: &str, error: &dyn std::fmt::Displ
              ****************************************************************\n\
              * SKIPPED: {service} tests: not reachable at {url}\n\
              *   ({error})\n\
-             * Start {service} or set MOMENTS_TEST_DATABASE_URL; set\n\
+             * Start {service} (or point its MOMENTS_TEST_*_URL at one); set\n\
              *   {REQUIRE_VAR}=1 to make this a failure (CI does).\n\
              ****************************************************************\n"
         );

@@ -21,10 +21,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         Migrations::RequireCurrent
     };
-    if std::env::var_os("REDIS_URL").is_some() {
-        tracing::warn!(
-            "REDIS_URL is set, but this version keeps all state in the database; it is not used yet"
-        );
+    match &config.redis {
+        Some(redis) => tracing::info!(
+            url = %moments_redis::redact_url(&redis.url),
+            "rate limits, login throttles and revocation announcements shared through Redis"
+        ),
+        None => {
+            tracing::info!("rate limits and login throttles kept in this process (no REDIS_URL)")
+        }
     }
     let store = Store::open(&config, migrations).await?;
     let (state, http) = build_state(&config, &store)?;
@@ -32,7 +36,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if let Err(e) = state.accounts.sync_changes().await {
         tracing::warn!(error = %e, "could not load revoked sessions; retrying in the background");
     }
-    let _revocations = spawn_revocation_sync(state.accounts.clone(), config.revocation_poll);
+    let _revocations =
+        spawn_revocation_sync(&config, state.accounts.clone(), config.revocation_poll)?;
     let server = HttpServer::new(move || moments_http::app(state.clone(), http.clone()))
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         .bind(config.listen)

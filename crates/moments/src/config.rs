@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use moments_crypto::Argon2Config;
+use moments_domain::account::LoginThrottle;
+use moments_domain::limit::Quota;
 use moments_domain::media::MediaLimits;
+use moments_http::{RateLimitPolicies, RouteClass, TrustedProxies};
+use moments_redis::RedisConfig;
 use secrecy::{SecretSlice, SecretString};
 
 /// A setting that could not be used.
@@ -173,6 +177,14 @@ pub struct Config {
     pub media: MediaConfig,
     /// `MOMENTS_MEDIA_MAX_BYTES` and `MOMENTS_MEDIA_MAX_PIXELS`.
     pub media_limits: MediaLimits,
+    /// `REDIS_URL` and `MOMENTS_REDIS_*` (unset: limits and short-lived state in process).
+    pub redis: Option<RedisConfig>,
+    /// `MOMENTS_RATE_LIMIT_<CLASS>`.
+    pub rate_limits: RateLimitPolicies,
+    /// `MOMENTS_LOGIN_THROTTLE`.
+    pub login_throttle: LoginThrottle,
+    /// `MOMENTS_TRUSTED_PROXIES`.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Shortest accepted signing secret, in bytes.
@@ -455,6 +467,59 @@ impl Config {
             .map_err(|_| err("MOMENTS_MEDIA_MAX_BYTES", "is too large"))?,
             max_pixels: number("MOMENTS_MEDIA_MAX_PIXELS", 40_000_000, 1, 1_000_000_000)?,
         };
+        let quota = |var: &'static str| -> Result<Option<Quota>, ConfigError> {
+            get(var)
+                .map(|text| Quota::parse(&text).map_err(|e| err(var, e.to_string())))
+                .transpose()
+        };
+        let mut rate_limits = RateLimitPolicies::default();
+        for class in RouteClass::ALL {
+            if let Some(q) = quota(rate_limit_var(class))? {
+                rate_limits.set(class, q);
+            }
+        }
+        let login_throttle = match quota("MOMENTS_LOGIN_THROTTLE")? {
+            None => LoginThrottle::default(),
+            Some(q) => LoginThrottle {
+                failures: q.limit(),
+                cool_down: Duration::from_secs(q.window_secs().into()),
+            },
+        };
+        let trusted_proxies = match get("MOMENTS_TRUSTED_PROXIES") {
+            None => TrustedProxies::default(),
+            Some(list) => {
+                TrustedProxies::parse(&list).map_err(|e| err("MOMENTS_TRUSTED_PROXIES", e))?
+            }
+        };
+        let redis = match get("REDIS_URL") {
+            None => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(RedisConfig {
+                    url,
+                    pool_size: usize::try_from(number("MOMENTS_REDIS_POOL_SIZE", 16, 1, 1000)?)
+                        .map_err(|_| err("MOMENTS_REDIS_POOL_SIZE", "is too large"))?,
+                    timeout: Duration::from_millis(number(
+                        "MOMENTS_REDIS_TIMEOUT_MS",
+                        250,
+                        10,
+                        10_000,
+                    )?),
+                    retry_interval: Duration::from_millis(number(
+                        "MOMENTS_REDIS_RETRY_MS",
+                        1000,
+                        100,
+                        60_000,
+                    )?),
+                    prefix: get("MOMENTS_REDIS_PREFIX").unwrap_or_else(|| "moments:".into()),
+                })
+            }
+            Some(_) => {
+                return Err(err(
+                    "REDIS_URL",
+                    "must be redis://[user:password@]host:port[/db] or rediss://… (unset: in process)",
+                ));
+            }
+        };
         Ok(Self {
             environment,
             listen,
@@ -494,7 +559,23 @@ impl Config {
             )?),
             media,
             media_limits,
+            redis,
+            rate_limits,
+            login_throttle,
+            trusted_proxies,
         })
+    }
+}
+
+/// The variable that sets a route class's quota.
+pub fn rate_limit_var(class: RouteClass) -> &'static str {
+    match class {
+        RouteClass::Login => "MOMENTS_RATE_LIMIT_LOGIN",
+        RouteClass::Register => "MOMENTS_RATE_LIMIT_REGISTER",
+        RouteClass::Refresh => "MOMENTS_RATE_LIMIT_REFRESH",
+        RouteClass::Read => "MOMENTS_RATE_LIMIT_READ",
+        RouteClass::Write => "MOMENTS_RATE_LIMIT_WRITE",
+        RouteClass::Upload => "MOMENTS_RATE_LIMIT_UPLOAD",
     }
 }
 
@@ -581,6 +662,11 @@ mod tests {
             ("MOMENTS_PUBLIC_URL", "example.com"),
             ("MOMENTS_JWT_SIGNING_KEY_FILE", "/nonexistent/ed25519.pem"),
             ("MOMENTS_JWT_VERIFY_KEY_FILES", "/nonexistent/old.pub.pem"),
+            ("MOMENTS_RATE_LIMIT_LOGIN", "10 per minute"),
+            ("MOMENTS_RATE_LIMIT_READ", "0/60s"),
+            ("MOMENTS_LOGIN_THROTTLE", "5/0s"),
+            ("MOMENTS_TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("REDIS_URL", "http://localhost:6379"),
         ] {
             let e = config(&[(var, value)]).unwrap_err();
             assert_eq!(e.var, var, "{var}={value}: {e}");
@@ -610,6 +696,43 @@ mod tests {
             c.database,
             DatabaseConfig::Sqlite(PathBuf::from("data/x.db"))
         );
+    }
+
+    #[test]
+    fn rate_limits_throttle_proxies_and_redis() {
+        let c = config(&[]).unwrap();
+        assert!(c.redis.is_none(), "in process by default");
+        assert_eq!(c.rate_limits, RateLimitPolicies::default());
+        assert_eq!(c.login_throttle, LoginThrottle::default());
+        assert_eq!(c.trusted_proxies, TrustedProxies::default());
+        let c = config(&[
+            ("MOMENTS_RATE_LIMIT_LOGIN", "3/10s"),
+            ("MOMENTS_RATE_LIMIT_UPLOAD", "1/3600s"),
+            ("MOMENTS_LOGIN_THROTTLE", "4/30s"),
+            ("MOMENTS_TRUSTED_PROXIES", "10.0.0.0/8,::1"),
+            ("REDIS_URL", "redis://:hunter2@cache:6379/2"),
+            ("MOMENTS_REDIS_TIMEOUT_MS", "100"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limits.get(RouteClass::Login).to_string(), "3/10s");
+        assert_eq!(c.rate_limits.get(RouteClass::Upload).to_string(), "1/3600s");
+        assert_eq!(c.rate_limits.get(RouteClass::Read).to_string(), "600/60s");
+        assert_eq!(c.login_throttle.failures, 4);
+        assert_eq!(c.login_throttle.cool_down, Duration::from_secs(30));
+        assert!(c.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+        let redis = c.redis.as_ref().unwrap();
+        assert_eq!(redis.timeout, Duration::from_millis(100));
+        assert_eq!(redis.prefix, "moments:");
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the Redis password must not print"
+        );
+        let e = config(&[
+            ("REDIS_URL", "redis://cache:6379"),
+            ("MOMENTS_REDIS_TIMEOUT_MS", "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.var, "MOMENTS_REDIS_TIMEOUT_MS");
     }
 
     #[test]

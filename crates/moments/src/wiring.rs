@@ -12,16 +12,19 @@ use moments_crypto::{
     Argon2Hasher, JwtConfig, JwtTokens, KeyMaterial, RandomSecrets, SealedCursors,
 };
 use moments_domain::account::AccountPorts;
+use moments_domain::in_process::{InProcessEphemeralStore, InProcessRateLimiter};
 use moments_domain::media::{MediaService, MediaStore};
 use moments_domain::ports::{
-    ApiKeyStore, AuditStore, Clock, CursorCodec, HealthProbe, IdGenerator, PostStore, SessionStore,
-    SystemClock, UserStore, UuidV7Generator,
+    ApiKeyStore, AuditStore, Clock, CursorCodec, EphemeralStore, HealthProbe, IdGenerator,
+    NoBroadcast, PostStore, RateLimiter, RevocationBroadcast, SessionStore, SystemClock, UserStore,
+    UuidV7Generator,
 };
 use moments_domain::post::PostPorts;
 use moments_domain::{AccountService, PostService, SessionPolicy};
-use moments_http::{AppState, HttpConfig};
+use moments_http::{AppState, HttpConfig, RateLimits};
 use moments_media::{LocalMediaStore, ObjectMediaStore};
 use moments_postgres::{PgConfig, PgStore};
+use moments_redis::{Redis, RedisEphemeralStore, RedisRateLimiter, RedisRevocations};
 use moments_sqlite::{SqliteConfig, SqliteStore};
 use secrecy::{ExposeSecret as _, SecretSlice};
 
@@ -234,6 +237,7 @@ pub fn build_state_with_clock(
         ids.clone(),
     )?);
     let hasher = Arc::new(Argon2Hasher::new(config.argon2)?);
+    let shared = SharedState::open(config)?;
     let cursors: Arc<dyn CursorCodec> = Arc::new(SealedCursors::new(cursor_key));
     let accounts = AccountService::new(
         AccountPorts {
@@ -248,11 +252,14 @@ pub fn build_state_with_clock(
             clock: clock.clone(),
             ids: ids.clone(),
             cursors: cursors.clone(),
+            ephemeral: shared.ephemeral,
+            broadcast: shared.broadcast,
         },
         SessionPolicy {
             refresh_token_ttl: config.refresh_token_ttl,
             session_max_age: config.session_max_age,
             refresh_grace: config.refresh_grace,
+            login_throttle: config.login_throttle,
         },
     );
     let media = MediaService::new(
@@ -267,17 +274,55 @@ pub fn build_state_with_clock(
         ids,
         cursors,
     });
+    let mut probes = vec![store.probe()];
+    probes.extend(shared.probe);
     let state = AppState {
         accounts,
         posts,
         media,
         public_url: config.public_url.clone(),
-        probes: vec![store.probe()],
+        probes,
+        rate_limits: RateLimits {
+            limiter: shared.limiter,
+            policies: config.rate_limits,
+        },
+        trusted_proxies: config.trusted_proxies.clone(),
     };
     let http = HttpConfig {
         cors_origins: config.cors_origins.clone(),
     };
     Ok((state, http))
+}
+
+/// What instances share: on Redis when `REDIS_URL` is set, else in this process.
+struct SharedState {
+    limiter: Arc<dyn RateLimiter>,
+    ephemeral: Arc<dyn EphemeralStore>,
+    broadcast: Arc<dyn RevocationBroadcast>,
+    probe: Option<Arc<dyn HealthProbe>>,
+}
+
+impl SharedState {
+    /// Connects lazily: a Redis that is down at start-up is used once it answers.
+    fn open(config: &Config) -> anyhow::Result<Self> {
+        Ok(match &config.redis {
+            None => Self {
+                limiter: Arc::new(InProcessRateLimiter::new()),
+                ephemeral: Arc::new(InProcessEphemeralStore::new()),
+                broadcast: Arc::new(NoBroadcast),
+                probe: None,
+            },
+            Some(redis_config) => {
+                let redis = Redis::new(redis_config)?;
+                Self {
+                    limiter: Arc::new(RedisRateLimiter::new(redis.clone())),
+                    ephemeral: Arc::new(RedisEphemeralStore::new(redis.clone())),
+                    broadcast: Arc::new(RedisRevocations::new(redis.clone())),
+                    probe: Some(Arc::new(redis)),
+                }
+            }
+        })
+    }
 }
 
 /// The media store the configuration names. Blocking (creates the directory): call at start-up.
@@ -293,25 +338,42 @@ fn media_store(config: &MediaConfig) -> anyhow::Result<Arc<dyn MediaStore>> {
     })
 }
 
-/// The background task that keeps this instance's revocation list current; stops when dropped.
+/// The background tasks that keep this instance's revocation list current; they stop when
+/// this is dropped.
 #[derive(Debug)]
-pub struct RevocationSync(tokio::task::JoinHandle<()>);
+pub struct RevocationSync {
+    poll: tokio::task::JoinHandle<()>,
+    _announcements: Option<moments_redis::Subscription>,
+}
 
 impl Drop for RevocationSync {
     fn drop(&mut self) {
-        self.0.abort();
+        self.poll.abort();
     }
 }
 
 /// Polls the store every `every` for revoked sessions and changed roles, so access tokens of
 /// sessions revoked, or users demoted, on any instance are judged accordingly here within about
-/// that long. Failures are logged and retried at the
-/// next tick (tokens of sessions revoked on this instance are refused regardless).
+/// that long. Failures are logged and retried at the next tick (tokens of sessions revoked on
+/// this instance are refused regardless). With Redis, also listens for revocations other
+/// instances announce, which arrive within milliseconds.
 pub fn spawn_revocation_sync(
+    config: &Config,
     accounts: AccountService,
     every: std::time::Duration,
-) -> RevocationSync {
-    RevocationSync(tokio::spawn(async move {
+) -> anyhow::Result<RevocationSync> {
+    let announcements = match &config.redis {
+        Some(redis_config) => {
+            let listener = accounts.clone();
+            Some(
+                RedisRevocations::new(Redis::new(redis_config)?).subscribe(move |sessions| {
+                    listener.learn_revocations(sessions);
+                }),
+            )
+        }
+        None => None,
+    };
+    let poll = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -324,5 +386,9 @@ pub fn spawn_revocation_sync(
                 }
             }
         }
-    }))
+    });
+    Ok(RevocationSync {
+        poll,
+        _announcements: announcements,
+    })
 }

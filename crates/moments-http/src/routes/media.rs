@@ -195,5 +195,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Registers the serving route (at the root, outside the API).
 pub fn configure_serving(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint("/media/{key}").route(web::get().to(get_media)));
+    cfg.service(
+        endpoint("/media/{key}")
+            .wrap(actix_web::middleware::from_fn(
+                crate::rate_limit::limit_rate,
+            ))
+            .route(web::get().to(get_media)),
+    );
 }

@@ -31,7 +31,7 @@ pub struct ReadyResponse {
     #[schema(example = "ok")]
     pub status: &'static str,
     /// Each dependency: `ok` or `down`.
-    #[schema(example = json!({"database": "ok"}))]
+    #[schema(example = json!({"database": "ok", "redis": "ok"}))]
     pub checks: BTreeMap<&'static str, &'static str>,
 }
 
@@ -59,7 +59,9 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(HealthResponse { status: "ok" })
 }
 
-/// Readiness: 200 when the database answers, 503 problem+json naming the dependency otherwise.
+/// Readiness: 503 problem+json when a required dependency (the database) does not answer;
+/// otherwise 200, `degraded` when an optional one (Redis) is down and the instance serves on
+/// its in-process fallback.
 #[utoipa::path(get, path = "/ready", tag = "operations", operation_id = "ready",
     responses(
         (status = 200, description = "Ready to serve", body = ReadyResponse),
@@ -72,23 +74,27 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await,
             Ok(Ok(()))
         );
-        (probe.name(), healthy)
+        (probe.name(), probe.required(), healthy)
     }))
     .await;
-    let down: Vec<&str> = checks
+    let down_required: Vec<&str> = checks
         .iter()
-        .filter(|(_, ok)| !ok)
-        .map(|(name, _)| *name)
+        .filter(|(_, required, ok)| *required && !ok)
+        .map(|(name, _, _)| *name)
         .collect();
-    if !down.is_empty() {
+    if !down_required.is_empty() {
         return Err(ApiError::new(
             &problem::SERVICE_UNAVAILABLE,
-            format!("not ready: {} not answering", down.join(", ")),
+            format!("not ready: {} not answering", down_required.join(", ")),
         ));
     }
-    let checks = checks.into_iter().map(|(name, _)| (name, "ok")).collect();
+    let degraded = checks.iter().any(|(_, _, ok)| !ok);
+    let checks = checks
+        .into_iter()
+        .map(|(name, _, ok)| (name, if ok { "ok" } else { "down" }))
+        .collect();
     Ok(HttpResponse::Ok().json(ReadyResponse {
-        status: "ok",
+        status: if degraded { "degraded" } else { "ok" },
         checks,
     }))
 }

@@ -80,8 +80,23 @@ pub struct TestApp {
     _guard: Box<dyn std::any::Any>,
 }
 
+/// Quotas no ordinary test reaches: tests of the limits set their own.
+const UNLIMITED: &[(&str, &str)] = &[
+    ("MOMENTS_RATE_LIMIT_LOGIN", "1000000/1s"),
+    ("MOMENTS_RATE_LIMIT_REGISTER", "1000000/1s"),
+    ("MOMENTS_RATE_LIMIT_REFRESH", "1000000/1s"),
+    ("MOMENTS_RATE_LIMIT_READ", "1000000/1s"),
+    ("MOMENTS_RATE_LIMIT_WRITE", "1000000/1s"),
+    ("MOMENTS_RATE_LIMIT_UPLOAD", "1000000/1s"),
+    ("MOMENTS_LOGIN_THROTTLE", "1000000/1s"),
+];
+
 fn config(vars: &[(&str, String)]) -> Config {
-    let map: HashMap<&str, String> = vars.iter().cloned().collect();
+    let mut map: HashMap<&str, String> = UNLIMITED
+        .iter()
+        .map(|(name, value)| (*name, (*value).to_owned()))
+        .collect();
+    map.extend(vars.iter().cloned());
     let mut config = Config::from_lookup(|name| map.get(name).cloned()).expect("test config");
     // Cheap hashing keeps tests fast; the production parameters are covered by the crypto tests.
     config.argon2 = Argon2Config {
@@ -100,8 +115,12 @@ async fn app_over(vars: &[(&str, String)], guard: Box<dyn std::any::Any>) -> Tes
         .expect("store");
     let clock = Arc::new(TestClock::default());
     let (state, http) = build_state_with_clock(&config, &store, clock.clone()).expect("state");
-    let poller =
-        moments::wiring::spawn_revocation_sync(state.accounts.clone(), config.revocation_poll);
+    let poller = moments::wiring::spawn_revocation_sync(
+        &config,
+        state.accounts.clone(),
+        config.revocation_poll,
+    )
+    .expect("revocation sync");
     TestApp {
         state,
         http,

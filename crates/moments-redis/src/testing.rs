@@ -48,3 +48,89 @@ pub async fn test_redis() -> Option<RedisConfig> {
         }
     }
 }
+
+/// What a [`RedisProxy`] does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Passes bytes both ways: Redis is up.
+    Forward,
+    /// Closes every connection, open and new: Redis is down.
+    Refuse,
+    /// Accepts connections and never answers: Redis hangs.
+    Stall,
+}
+
+/// A TCP proxy in front of the test Redis that a test can take down, hang and bring back, to
+/// show the fallback and the recovery without stopping the Redis other tests use.
+#[derive(Debug)]
+pub struct RedisProxy {
+    addr: std::net::SocketAddr,
+    mode: std::sync::Arc<tokio::sync::watch::Sender<ProxyMode>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RedisProxy {
+    /// A forwarding proxy to the test Redis on a free local port.
+    pub async fn start() -> std::io::Result<Self> {
+        let url = test_url();
+        let upstream = url
+            .trim_start_matches("redis://")
+            .split(['/', '?'])
+            .next()
+            .unwrap_or("127.0.0.1:6379")
+            .rsplit('@')
+            .next()
+            .unwrap_or("127.0.0.1:6379")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (mode, _) = tokio::sync::watch::channel(ProxyMode::Forward);
+        let mode = std::sync::Arc::new(mode);
+        let modes = mode.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut watch = modes.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let current = *watch.borrow_and_update();
+                    match current {
+                        ProxyMode::Refuse => drop(client),
+                        ProxyMode::Stall => {
+                            // Hold the connection silently until the mode changes.
+                            let _ = watch.changed().await;
+                            drop(client);
+                        }
+                        ProxyMode::Forward => {
+                            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                                return;
+                            };
+                            let (mut client, mut server) = (client, server);
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = watch.changed() => {}
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, mode, task })
+    }
+
+    /// The URL to give the application.
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// Changes what the proxy does; open connections are closed.
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for RedisProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.mode.send_replace(ProxyMode::Refuse);
+    }
+}

@@ -163,6 +163,14 @@ pub async fn app_in(dir: &std::path::Path, settings: &[(&str, String)]) -> TestA
 /// Two application instances over one fresh store, each with its revocation poller running,
 /// like two processes behind a load balancer. `postgres` picks the store.
 pub async fn twin_apps(postgres: bool) -> Option<(TestApp, TestApp)> {
+    twin_apps_with(postgres, &[]).await
+}
+
+/// [`twin_apps`] with extra settings for both instances.
+pub async fn twin_apps_with(
+    postgres: bool,
+    extra: &[(&str, String)],
+) -> Option<(TestApp, TestApp)> {
     let (vars, guard): (Vec<(&str, String)>, Box<dyn std::any::Any>) = if postgres {
         let db = TestDatabase::create().await?;
         (vec![("DATABASE_URL", db.url().to_owned())], Box::new(db))
@@ -175,6 +183,7 @@ pub async fn twin_apps(postgres: bool) -> Option<(TestApp, TestApp)> {
     };
     let mut vars = vars;
     vars.push(("MOMENTS_JWT_SECRET", SECRET.to_owned()));
+    vars.extend(extra.iter().cloned());
     let a = app_over(&vars, guard).await;
     let b = app_over(&vars, Box::new(())).await;
     Some((a, b))
@@ -369,4 +378,17 @@ pub async fn create_admin(state: &AppState, username: &str) {
         .register_with_roles(registration, &[admin])
         .await
         .expect("admin");
+}
+
+/// Settings that put an application on the test Redis under a fresh key prefix, with short
+/// timeouts (`None`: skipped, Redis unreachable and not required). Give two instances the same
+/// settings to have them share state.
+pub async fn redis_vars() -> Option<Vec<(&'static str, String)>> {
+    let redis = moments_redis::testing::test_redis().await?;
+    Some(vec![
+        ("REDIS_URL", redis.url),
+        ("MOMENTS_REDIS_PREFIX", redis.prefix),
+        ("MOMENTS_REDIS_TIMEOUT_MS", "500".to_owned()),
+        ("MOMENTS_REDIS_RETRY_MS", "200".to_owned()),
+    ])
 }

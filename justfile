@@ -10,7 +10,7 @@ default:
 run:
     cargo run
 
-# The whole test suite (PostgreSQL tests skip loudly when it is unreachable).
+# The whole test suite (PostgreSQL, Redis and S3 tests skip loudly when unreachable).
 test:
     cargo test --workspace
 
@@ -42,9 +42,11 @@ openapi-valid:
 snapshots:
     UPDATE_SNAPSHOTS=1 cargo test -p moments --test openapi
 
-# Criterion benchmarks of hashing and token verification.
+# Criterion benchmarks of hashing and token verification, and of the rate limiter
+# (in process and on loopback Redis).
 bench:
     cargo bench -p moments-crypto --bench crypto
+    cargo bench -p moments-redis --bench limiter
 
 # Load benchmark of posts, the feed and votes on PostgreSQL (release build, wrk, pgbench);
 # writes its figures to docs/benchmarks.md.

@@ -140,7 +140,11 @@ def main():
     psql(ADMIN_URL, f"CREATE DATABASE {DB}")
     env = dict(os.environ, DATABASE_URL=DB_URL, MOMENTS_JWT_SECRET=SECRET, MOMENTS_LISTEN=LISTEN,
                MOMENTS_ENV="production", MOMENTS_LOG_FORMAT="json", RUST_LOG="warn",
-               MOMENTS_DATABASE_POOL_SIZE="16")
+               MOMENTS_DATABASE_POOL_SIZE="16",
+               # One client from one address: lift the per-class quotas out of the way (the
+               # in-process limiter still runs on every request).
+               **{f"MOMENTS_RATE_LIMIT_{c}": "1000000/1s"
+                  for c in ("LOGIN", "REGISTER", "REFRESH", "READ", "WRITE", "UPLOAD")})
     subprocess.run([BINARY, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
     started = time.time()
     psql(DB_URL, SEED)

@@ -1,7 +1,7 @@
 #![doc = include_str!("../README.md")]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -12,6 +12,7 @@ use moments_domain::ids::SessionId;
 use moments_domain::in_process::{InProcessEphemeralStore, InProcessRateLimiter};
 use moments_domain::limit::{Quota, RateDecision};
 use moments_domain::ports::{EphemeralStore, HealthProbe, RateLimiter, RevocationBroadcast};
+use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands as _, Script};
 
 #[cfg(feature = "testing")]
@@ -72,6 +73,11 @@ pub struct Redis {
 
 struct Inner {
     pool: Pool,
+    /// Connections taken from the pool and kept: a multiplexed connection carries any number
+    /// of concurrent commands, and a pool checkout would cost a `PING` round trip each time.
+    /// A slot is emptied when its connection fails and refilled from the pool.
+    slots: Vec<Mutex<Option<MultiplexedConnection>>>,
+    next_slot: AtomicUsize,
     client: redis::Client,
     timeout: Duration,
     retry_interval: Duration,
@@ -131,6 +137,10 @@ impl Redis {
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
+                slots: (0..config.pool_size.max(1))
+                    .map(|_| Mutex::new(None))
+                    .collect(),
+                next_slot: AtomicUsize::new(0),
                 client,
                 timeout: config.timeout,
                 retry_interval: config.retry_interval,
@@ -164,10 +174,40 @@ impl Redis {
         self.inner.failures.load(Ordering::Relaxed)
     }
 
-    /// Runs `op` on a pooled connection within the timeout, unless the circuit is open.
+    /// A kept connection (round robin over the slots), or a new one from the pool.
+    async fn connection(&self) -> Result<(usize, MultiplexedConnection), InfraError> {
+        let slot = self.inner.next_slot.fetch_add(1, Ordering::Relaxed) % self.inner.slots.len();
+        let kept = self.inner.slots[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(conn) = kept {
+            return Ok((slot, conn));
+        }
+        let conn = deadpool_redis::Connection::take(
+            self.inner
+                .pool
+                .get()
+                .await
+                .map_err(|e| InfraError::unavailable("redis", e))?,
+        );
+        *self.inner.slots[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+        Ok((slot, conn))
+    }
+
+    fn forget(&self, slot: usize) {
+        self.inner.slots[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// Runs `op` on a connection within the timeout, unless the circuit is open.
     async fn run<T, F>(&self, op: F) -> Result<T, InfraError>
     where
-        F: AsyncFnOnce(&mut deadpool_redis::Connection) -> redis::RedisResult<T>,
+        F: AsyncFnOnce(&mut MultiplexedConnection) -> redis::RedisResult<T>,
     {
         if self.now_ms() < self.inner.open_until.load(Ordering::Relaxed) {
             return Err(InfraError::unavailable(
@@ -175,13 +215,10 @@ impl Redis {
                 "Redis failed recently; not retried yet",
             ));
         }
+        let used = std::sync::OnceLock::new();
         let attempt = async {
-            let mut conn = self
-                .inner
-                .pool
-                .get()
-                .await
-                .map_err(|e| InfraError::unavailable("redis", e))?;
+            let (slot, mut conn) = self.connection().await?;
+            let _ = used.set(slot);
             op(&mut conn)
                 .await
                 .map_err(|e| InfraError::unavailable("redis", e))
@@ -190,6 +227,12 @@ impl Redis {
             Ok(outcome) => outcome,
             Err(elapsed) => Err(InfraError::unavailable("redis", elapsed)),
         };
+        if outcome.is_err()
+            && let Some(slot) = used.get()
+        {
+            // The connection may be broken or stuck: the next use of the slot gets a new one.
+            self.forget(*slot);
+        }
         match &outcome {
             Ok(_) => {
                 if self.inner.down.swap(false, Ordering::Relaxed) {

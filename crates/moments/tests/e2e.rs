@@ -398,3 +398,44 @@ fn import_users_is_all_or_nothing_from_the_command_line() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report, json!({"imported": 1}));
 }
+
+#[actix_web::test]
+async fn a_server_on_redis_reports_it_and_limits_through_it() {
+    let Some(redis) = moments_redis::testing::test_redis().await else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&[
+        ("MOMENTS_DATA_DIR", data.path().to_str().unwrap()),
+        ("REDIS_URL", &redis.url),
+        ("MOMENTS_REDIS_PREFIX", &redis.prefix),
+        ("MOMENTS_RATE_LIMIT_REGISTER", "1/600s"),
+    ]);
+    let client = awc::Client::default();
+    let (status, ready) = call(
+        &client,
+        "GET",
+        &format!("{}/ready", server.base),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ready,
+        json!({"status": "ok", "checks": {"database": "ok", "redis": "ok"}})
+    );
+    account_round_trip(&server.base, "fern").await;
+    let (status, refused) = call(
+        &client,
+        "POST",
+        &format!("{}/api/v1/auth/register", server.base),
+        None,
+        Some(json!({"username": "gus", "email": "gus@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 429, "{refused:#}");
+    assert_eq!(refused["error_code"], "rate_limited");
+    let logs = server.stop();
+    assert!(!logs.iter().any(|l| l.contains("ERROR")), "{logs:#?}");
+}

@@ -1006,3 +1006,29 @@ impl ThrottleKeys {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::LoginThrottle;
+
+    #[test]
+    fn locks_double_up_to_an_hour() {
+        let throttle = LoginThrottle {
+            failures: 5,
+            cool_down: Duration::from_secs(60),
+        };
+        let minutes: Vec<u64> = (1..=9)
+            .map(|strikes| throttle.lock_for(strikes).as_secs() / 60)
+            .collect();
+        assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(throttle.lock_for(u64::MAX), LoginThrottle::MAX_COOL_DOWN);
+        // A configured cool-down longer than the cap is honoured as is.
+        let long = LoginThrottle {
+            failures: 3,
+            cool_down: Duration::from_secs(7200),
+        };
+        assert_eq!(long.lock_for(4), Duration::from_secs(7200));
+    }
+}

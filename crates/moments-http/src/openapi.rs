@@ -63,17 +63,18 @@ pub struct ApiDoc;
 /// in the description.
 struct SecurityAndErrors;
 
+/// A problem+json response, to finish with headers or build as is.
+fn problem_builder(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build(),
+    )
+}
+
 fn problem_response(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build()
-        .into()
+    problem_builder(description).build().into()
 }
 
 #[cfg(test)]
@@ -109,33 +110,28 @@ fn rate_limited_response() -> Response {
             .description(Some(description))
             .build()
     };
-    ResponseBuilder::new()
-        .description(
-            "`rate_limited`: the route class's quota, or the account's login throttle, is spent. \
-             Every response of a limited route carries `RateLimit-Policy` and `RateLimit`.",
-        )
-        .header(
-            "Retry-After",
-            HeaderBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
-                .description(Some("Seconds until a retry can succeed"))
-                .build(),
-        )
-        .header(
-            "RateLimit-Policy",
-            header("The class and its quota, for example `\"login\";q=10;w=60`"),
-        )
-        .header(
-            "RateLimit",
-            header("Requests left and seconds until the quota is full, for example `\"login\";r=0;t=42`"),
-        )
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build()
+    problem_builder(
+        "`rate_limited`: the route class's quota, or the account's login throttle, is spent. \
+         Every response of a limited route carries `RateLimit-Policy` and `RateLimit`.",
+    )
+    .header(
+        "Retry-After",
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+            .description(Some("Seconds until a retry can succeed"))
+            .build(),
+    )
+    .header(
+        "RateLimit-Policy",
+        header("The class and its quota, for example `\"login\";q=10;w=60`"),
+    )
+    .header(
+        "RateLimit",
+        header(
+            "Requests left and seconds until the quota is full, for example `\"login\";r=0;t=42`",
+        ),
+    )
+    .build()
 }
 
 fn requires_token(operation: &Operation) -> bool {

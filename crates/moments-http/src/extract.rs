@@ -319,7 +319,21 @@ fn bearer(req: &HttpRequest) -> Bearer<'_> {
     }
 }
 
+/// The outcome of verifying the request's bearer token, kept so the rate limiter's look and
+/// the extractor's share one verification.
+#[derive(Debug, Clone)]
+struct BearerOutcome(Result<Authenticated, ApiError>);
+
 fn authenticate_bearer(req: &HttpRequest, found: Bearer<'_>) -> Result<Authenticated, ApiError> {
+    if let Some(BearerOutcome(outcome)) = req.extensions().get::<BearerOutcome>() {
+        return outcome.clone();
+    }
+    let outcome = verify_bearer(req, found);
+    req.extensions_mut().insert(BearerOutcome(outcome.clone()));
+    outcome
+}
+
+fn verify_bearer(req: &HttpRequest, found: Bearer<'_>) -> Result<Authenticated, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal(&"application state missing"))?;

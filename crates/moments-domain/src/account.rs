@@ -14,8 +14,8 @@ use crate::grants::{CurrentGrants, Grant};
 use crate::ids::{ApiKeyId, RefreshTokenId, SessionId, UserId};
 use crate::ports::{
     ApiKeyStore, AuditStore, Clock, CreateUserError, CursorCodec, EphemeralStore, IdGenerator,
-    PasswordHasher, RevocationBroadcast, SecretGenerator, SessionStore, TokenError, TokenIssuer,
-    TokenVerifier, UserStore,
+    IdentityStore, PasswordHasher, RevocationBroadcast, SecretGenerator, SessionStore, TokenError,
+    TokenIssuer, TokenVerifier, UserStore,
 };
 use crate::revocation::RevocationList;
 use crate::session::{
@@ -283,6 +283,8 @@ pub struct AccountPorts {
     pub ephemeral: Arc<dyn EphemeralStore>,
     /// Tells other instances about revoked sessions at once.
     pub broadcast: Arc<dyn RevocationBroadcast>,
+    /// Links to identity-provider identities.
+    pub identities: Arc<dyn IdentityStore>,
 }
 
 impl std::fmt::Debug for AccountPorts {
@@ -482,7 +484,8 @@ impl AccountService {
         let new_user = NewUser {
             id: UserId::from_uuid(self.ports.ids.new_id()),
             username: registration.username,
-            email: registration.email,
+            email: Some(registration.email),
+            email_verified: false,
             display_name: None,
             password_hash: Some(hash),
             roles,
@@ -494,6 +497,9 @@ impl AccountService {
             Err(CreateUserError::EmailTaken) => Err(RegisterError::EmailTaken),
             Err(CreateUserError::UnknownRole(role)) => {
                 Err(InfraError::internal(format!("role {role} is missing from the store")).into())
+            }
+            Err(CreateUserError::IdentityTaken) => {
+                Err(InfraError::internal("registration linked no identity").into())
             }
             Err(CreateUserError::Infra(e)) => Err(e.into()),
         }
@@ -886,13 +892,21 @@ impl AccountService {
             .ok_or(CurrentUserError::NotFound)?;
         let roles = self.ports.users.roles_of(user.id).await?;
         let has_password = self.ports.users.password_hash(user.id).await?.is_some();
+        let providers = self
+            .ports
+            .identities
+            .identities_of(user.id)
+            .await?
+            .into_iter()
+            .map(|identity| identity.provider.as_str().to_owned())
+            .collect();
         let (roles, permissions) = role_grants(&roles);
         Ok(Me {
             user,
             roles,
             permissions,
             has_password,
-            providers: Vec::new(),
+            providers,
         })
     }
 
@@ -915,6 +929,17 @@ impl AccountService {
         &self,
         user: &User,
         client: ClientInfo,
+    ) -> Result<TokenPair, InfraError> {
+        self.start_session_with(user, client, json!({})).await
+    }
+
+    /// Starts a session for `user`, recording `login.succeeded` with `details` added to the
+    /// session id.
+    pub(crate) async fn start_session_with(
+        &self,
+        user: &User,
+        client: ClientInfo,
+        details: serde_json::Value,
     ) -> Result<TokenPair, InfraError> {
         let now = self.ports.clock.now();
         let session = Session {
@@ -940,7 +965,7 @@ impl AccountService {
             Some(user.id),
             &session.client,
             now,
-            json!({ "session_id": session.id }),
+            with_session_id(details, session.id),
         );
         self.ports
             .sessions
@@ -970,6 +995,16 @@ impl AccountService {
             permissions,
         })
     }
+}
+
+/// `details` (a JSON object) with the session's id added.
+fn with_session_id(details: serde_json::Value, session: SessionId) -> serde_json::Value {
+    let mut details = match details {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    details.insert("session_id".into(), json!(session));
+    serde_json::Value::Object(details)
 }
 
 fn default_role() -> Result<RoleName, InfraError> {

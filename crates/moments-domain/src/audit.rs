@@ -68,6 +68,11 @@ audit_kinds! {
     UserEnabled = "user.enabled",
     /// A user changed their own profile (display name or e-mail address).
     ProfileUpdated = "user.updated",
+    /// An identity-provider identity was linked to an account (at sign-up through the
+    /// provider, by the user, or by a verified e-mail address when so configured).
+    OAuthLinked = "oauth.linked",
+    /// The user unlinked an identity provider.
+    OAuthUnlinked = "oauth.unlinked",
 }
 
 impl AuditKind {
@@ -199,7 +204,7 @@ mod tests {
         for kind in AuditKind::ALL {
             assert_eq!(AuditKind::parse(kind.as_str()), Some(*kind));
         }
-        assert_eq!(AuditKind::ALL.len(), 16);
+        assert_eq!(AuditKind::ALL.len(), 18);
         assert_eq!(AuditKind::parse("login"), None);
     }
 }

@@ -136,7 +136,8 @@ impl AccountService {
                 (Some(username), Some(email), true) => accepted.push(NewUser {
                     id: UserId::from_uuid(self.new_id()),
                     username,
-                    email,
+                    email: Some(email),
+                    email_verified: false,
                     display_name,
                     password_hash: Some(hash),
                     roles,

@@ -12,6 +12,7 @@ pub mod import;
 pub mod in_process;
 pub mod limit;
 pub mod media;
+pub mod oauth;
 pub mod page;
 pub mod ports;
 pub mod post;
@@ -23,4 +24,5 @@ pub mod value;
 
 pub use account::{AccountService, SessionPolicy};
 pub use error::InfraError;
+pub use oauth::OAuthService;
 pub use post::PostService;

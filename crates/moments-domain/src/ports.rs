@@ -15,6 +15,7 @@ use crate::error::InfraError;
 use crate::ids::{ApiKeyId, AuditEventId, PostId, SessionId, UserId};
 use crate::limit::{Quota, RateDecision};
 pub use crate::media::MediaStore;
+use crate::oauth::{Identity, LinkOutcome, ProviderName, UnlinkOutcome};
 use crate::post::{NewPost, Post, PostEdit, PostFilter, PostPosition, VoteSummary, VoteValue};
 use crate::profile::ProfileChange;
 use crate::session::{
@@ -36,6 +37,10 @@ pub enum CreateUserError {
     /// A role to assign does not exist.
     #[error("unknown role {0}")]
     UnknownRole(RoleName),
+    /// The provider identity to link at creation is linked already (a concurrent sign-in
+    /// created its account first).
+    #[error("identity taken")]
+    IdentityTaken,
     /// The store failed.
     #[error(transparent)]
     Infra(#[from] InfraError),
@@ -526,6 +531,57 @@ pub trait HealthProbe: Send + Sync {
 pub trait RateLimiter: Send + Sync {
     /// Spends one request of `key`'s quota if it has one left.
     async fn acquire(&self, key: &str, quota: Quota) -> Result<RateDecision, InfraError>;
+}
+
+/// The links between accounts and identity-provider identities.
+///
+/// Guarantees: an identity, `(provider, subject)`, belongs to at most one account, and an
+/// account has at most one identity per provider, also under concurrent writes. Writes that
+/// take an [`AuditEvent`] record it in the same transaction, only when something changed.
+/// Errors: [`InfraError`] as for [`UserStore`].
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
+    /// The link of the identity, if it is linked.
+    async fn find_identity(
+        &self,
+        provider: &ProviderName,
+        subject: &str,
+    ) -> Result<Option<Identity>, InfraError>;
+    /// The account's identities, sorted by provider name.
+    async fn identities_of(&self, user: UserId) -> Result<Vec<Identity>, InfraError>;
+    /// Creates the account (as [`UserStore::create_user`]) with `identity` linked and records
+    /// `event`, atomically. Errors as `create_user`, plus [`CreateUserError::IdentityTaken`].
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        identity: &Identity,
+        event: &AuditEvent,
+    ) -> Result<User, CreateUserError>;
+    /// Links `identity` to `identity.user_id` and records `event` when it did.
+    async fn link_identity(
+        &self,
+        identity: &Identity,
+        event: &AuditEvent,
+    ) -> Result<LinkOutcome, InfraError>;
+    /// Notes a sign-in through the identity: its last use and the e-mail address the provider
+    /// gave this time.
+    async fn touch_identity(
+        &self,
+        provider: &ProviderName,
+        subject: &str,
+        email: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), InfraError>;
+    /// Removes the account's identity at `provider` and records `event`, unless it is the
+    /// account's last way to sign in (no password and no other identity): checked and done
+    /// in one transaction, so two concurrent unlinks cannot both succeed into a locked-out
+    /// account.
+    async fn unlink_identity(
+        &self,
+        user: UserId,
+        provider: &ProviderName,
+        event: &AuditEvent,
+    ) -> Result<UnlinkOutcome, InfraError>;
 }
 
 /// Short-lived values shared by every instance: OAuth state, one-time codes, failure counters.

@@ -64,7 +64,7 @@ impl AccountService {
         }
         if let Some(email) = &change.email {
             details["email"] = json!(email.as_str());
-            details["previous_email"] = json!(current.email.as_str());
+            details["previous_email"] = json!(current.email.as_ref().map(Email::as_str));
         }
         let event = self.event(
             AuditKind::ProfileUpdated,

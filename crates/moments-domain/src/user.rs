@@ -13,8 +13,9 @@ pub struct User {
     pub id: UserId,
     /// Unique, normalised username.
     pub username: Username,
-    /// Unique (case-insensitively) e-mail address.
-    pub email: Email,
+    /// Unique (case-insensitively) e-mail address; `None` for an account made through a
+    /// provider that gave none (X never does).
+    pub email: Option<Email>,
     /// Optional name to show instead of the username.
     pub display_name: Option<String>,
     /// Whether the address has been verified.
@@ -34,8 +35,10 @@ pub struct NewUser {
     pub id: UserId,
     /// Username.
     pub username: Username,
-    /// E-mail address.
-    pub email: Email,
+    /// E-mail address, if known.
+    pub email: Option<Email>,
+    /// Whether the provider that vouched for the account verified the address.
+    pub email_verified: bool,
     /// Optional display name.
     pub display_name: Option<String>,
     /// The password hash; `None` for accounts that sign in only through a provider.

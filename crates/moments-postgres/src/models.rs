@@ -20,7 +20,7 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> InfraError {
 pub(crate) struct UserRow {
     pub id: Uuid,
     pub username: String,
-    pub email: String,
+    pub email: Option<String>,
     pub display_name: Option<String>,
     pub email_verified: bool,
     pub disabled: bool,
@@ -33,7 +33,12 @@ impl UserRow {
         Ok(User {
             id: UserId::from_uuid(self.id),
             username: Username::parse(&self.username).map_err(|e| corrupt("username", e))?,
-            email: Email::parse(&self.email).map_err(|e| corrupt("email", e))?,
+            email: self
+                .email
+                .as_deref()
+                .map(Email::parse)
+                .transpose()
+                .map_err(|e| corrupt("email", e))?,
             display_name: self.display_name,
             email_verified: self.email_verified,
             disabled: self.disabled,
@@ -48,8 +53,9 @@ impl UserRow {
 pub(crate) struct NewUserRow<'a> {
     pub id: Uuid,
     pub username: &'a str,
-    pub email: &'a str,
-    pub email_key: &'a str,
+    pub email: Option<&'a str>,
+    pub email_key: Option<&'a str>,
+    pub email_verified: bool,
     pub display_name: Option<&'a str>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -288,7 +288,7 @@ pub(crate) fn db_error(e: DieselError) -> InfraError {
     }
 }
 
-enum CreateTx {
+pub(crate) enum CreateTx {
     Diesel(DieselError),
     UnknownRole(RoleName),
     Infra(InfraError),
@@ -306,8 +306,30 @@ impl From<InfraError> for CreateTx {
     }
 }
 
+impl From<CreateTx> for CreateUserError {
+    fn from(e: CreateTx) -> Self {
+        match e {
+            CreateTx::UnknownRole(role) => Self::UnknownRole(role),
+            CreateTx::Diesel(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                info,
+            )) => match info.constraint_name() {
+                Some("users_username_unique") => Self::UsernameTaken,
+                Some("users_email_key_unique") => Self::EmailTaken,
+                Some("oauth_identities_pkey") => Self::IdentityTaken,
+                _ => InfraError::internal(info.message().to_owned()).into(),
+            },
+            CreateTx::Infra(e) => e.into(),
+            CreateTx::Diesel(e) => db_error(e).into(),
+        }
+    }
+}
+
 /// Inserts one account with its credential and roles (inside the caller's transaction).
-async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser) -> Result<UserRow, CreateTx> {
+pub(crate) async fn insert_user(
+    conn: &mut AsyncPgConnection,
+    user: &NewUser,
+) -> Result<UserRow, CreateTx> {
     for role in &user.roles {
         let exists: i64 = roles::table
             .filter(roles::name.eq(role.as_str()))
@@ -323,8 +345,9 @@ async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser) -> Result<Use
         .values(NewUserRow {
             id,
             username: user.username.as_str(),
-            email: user.email.as_str(),
-            email_key: user.email.key(),
+            email: user.email.as_ref().map(Email::as_str),
+            email_key: user.email.as_ref().map(Email::key),
+            email_verified: user.email_verified,
             display_name: user.display_name.as_deref(),
             created_at: user.created_at,
             updated_at: user.created_at,
@@ -524,17 +547,7 @@ impl UserStore for PgStore {
                 .into_iter()
                 .map(UserRow::into_domain)
                 .collect::<Result<_, _>>()?),
-            Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
-            Err(CreateTx::Diesel(DieselError::DatabaseError(
-                DatabaseErrorKind::UniqueViolation,
-                info,
-            ))) => match info.constraint_name() {
-                Some("users_username_unique") => Err(CreateUserError::UsernameTaken),
-                Some("users_email_key_unique") => Err(CreateUserError::EmailTaken),
-                _ => Err(InfraError::internal(info.message().to_owned()).into()),
-            },
-            Err(CreateTx::Infra(e)) => Err(e.into()),
-            Err(CreateTx::Diesel(e)) => Err(db_error(e).into()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -625,7 +638,7 @@ impl UserStore for PgStore {
                             .find(id)
                             .select((users::email_key, users::email_verified))
                             .for_update()
-                            .first::<(String, bool)>(conn)
+                            .first::<(Option<String>, bool)>(conn)
                             .await
                             .optional()?
                         else {
@@ -642,7 +655,8 @@ impl UserStore for PgStore {
                             diesel::update(users::table.find(id))
                                 .set((
                                     users::email.eq(email.as_str()),
-                                    users::email_verified.eq(verified && key == current_key),
+                                    users::email_verified
+                                        .eq(verified && current_key.as_deref() == Some(key)),
                                     users::email_key.eq(key),
                                 ))
                                 .execute(conn)

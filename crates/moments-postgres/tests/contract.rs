@@ -14,6 +14,7 @@ async fn pg_store() -> Option<StoreUnderTest> {
         keys: store.clone(),
         audit: store.clone(),
         posts: store.clone(),
+        identities: store.clone(),
         queries: Arc::new(move || store.queries_issued()),
         guard: Box::new(db),
     })

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod audit;
+mod identities;
 mod models;
 mod posts;
 #[rustfmt::skip]

@@ -30,6 +30,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    oauth_identities (provider, subject) {
+        provider -> Text,
+        subject -> Text,
+        user_id -> Text,
+        email -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     password_credentials (user_id) {
         user_id -> Text,
         hash -> Text,
@@ -102,8 +113,8 @@ diesel::table! {
     users (id) {
         id -> Text,
         username -> Text,
-        email -> Text,
-        email_key -> Text,
+        email -> Nullable<Text>,
+        email_key -> Nullable<Text>,
         display_name -> Nullable<Text>,
         email_verified -> Bool,
         disabled -> Bool,
@@ -123,6 +134,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> users (owner_id));
+diesel::joinable!(oauth_identities -> users (user_id));
 diesel::joinable!(password_credentials -> users (user_id));
 diesel::joinable!(posts -> users (author_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -136,6 +148,7 @@ diesel::joinable!(votes -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_events,
+    oauth_identities,
     password_credentials,
     posts,
     refresh_tokens,

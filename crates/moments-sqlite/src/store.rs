@@ -190,8 +190,34 @@ pub(crate) fn db_error(e: DieselError) -> InfraError {
     }
 }
 
+impl From<CreateTx> for CreateUserError {
+    fn from(e: CreateTx) -> Self {
+        match e {
+            CreateTx::UnknownRole(role) => Self::UnknownRole(role),
+            CreateTx::Diesel(DieselError::DatabaseError(
+                DatabaseErrorKind::UniqueViolation,
+                info,
+            )) => {
+                // SQLite names the columns, not the constraint:
+                // "UNIQUE constraint failed: users.email_key".
+                let message = info.message();
+                if message.contains("users.email_key") {
+                    Self::EmailTaken
+                } else if message.contains("users.username") {
+                    Self::UsernameTaken
+                } else if message.contains("oauth_identities.provider, oauth_identities.subject") {
+                    Self::IdentityTaken
+                } else {
+                    InfraError::internal(message.to_owned()).into()
+                }
+            }
+            CreateTx::Diesel(e) => db_error(e).into(),
+        }
+    }
+}
+
 /// Errors inside a create-user transaction.
-enum CreateTx {
+pub(crate) enum CreateTx {
     Diesel(DieselError),
     UnknownRole(RoleName),
 }
@@ -203,7 +229,10 @@ impl From<DieselError> for CreateTx {
 }
 
 /// Inserts one account with its credential and roles (inside the caller's transaction).
-fn insert_user(conn: &mut SqliteConnection, user: &NewUser) -> Result<UserRow, CreateTx> {
+pub(crate) fn insert_user(
+    conn: &mut SqliteConnection,
+    user: &NewUser,
+) -> Result<UserRow, CreateTx> {
     for role in &user.roles {
         let exists: i64 = roles::table
             .filter(roles::name.eq(role.as_str()))
@@ -219,8 +248,9 @@ fn insert_user(conn: &mut SqliteConnection, user: &NewUser) -> Result<UserRow, C
         .values(NewUserRow {
             id: user_id.clone(),
             username: user.username.as_str(),
-            email: user.email.as_str(),
-            email_key: user.email.key(),
+            email: user.email.as_ref().map(Email::as_str),
+            email_key: user.email.as_ref().map(Email::key),
+            email_verified: user.email_verified,
             display_name: user.display_name.as_deref(),
             created_at: created,
             updated_at: created,
@@ -350,21 +380,7 @@ impl UserStore for SqliteStore {
                 .into_iter()
                 .map(UserRow::into_domain)
                 .collect::<Result<_, _>>()?),
-            Err(CreateTx::UnknownRole(role)) => Err(CreateUserError::UnknownRole(role)),
-            Err(CreateTx::Diesel(DieselError::DatabaseError(
-                DatabaseErrorKind::UniqueViolation,
-                info,
-            ))) => {
-                // SQLite names the column, not the constraint: "UNIQUE constraint failed: users.email_key".
-                if info.message().contains("users.email_key") {
-                    Err(CreateUserError::EmailTaken)
-                } else if info.message().contains("users.username") {
-                    Err(CreateUserError::UsernameTaken)
-                } else {
-                    Err(InfraError::internal(info.message().to_owned()).into())
-                }
-            }
-            Err(CreateTx::Diesel(e)) => Err(db_error(e).into()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -461,7 +477,7 @@ impl UserStore for SqliteStore {
                     let Some((current_key, verified)) = users::table
                         .find(&id)
                         .select((users::email_key, users::email_verified))
-                        .first::<(String, bool)>(conn)
+                        .first::<(Option<String>, bool)>(conn)
                         .optional()?
                     else {
                         return Ok(None);
@@ -476,7 +492,8 @@ impl UserStore for SqliteStore {
                         diesel::update(users::table.find(&id))
                             .set((
                                 users::email.eq(email.as_str()),
-                                users::email_verified.eq(verified && key == current_key),
+                                users::email_verified
+                                    .eq(verified && current_key.as_deref() == Some(key)),
                                 users::email_key.eq(key),
                             ))
                             .execute(conn)?;

@@ -18,6 +18,7 @@ async fn sqlite_store() -> Option<StoreUnderTest> {
         keys: store.clone(),
         audit: store.clone(),
         posts: store.clone(),
+        identities: store.clone(),
         queries: Arc::new(move || store.queries_issued()),
         guard: Box::new(dir),
     })

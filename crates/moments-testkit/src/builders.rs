@@ -21,7 +21,8 @@ pub fn new_user(username: &str, email: &str) -> NewUser {
     NewUser {
         id: UserId::from_uuid(Uuid::now_v7()),
         username: Username::parse(username).unwrap_or_else(|e| panic!("{username}: {e}")),
-        email: Email::parse(email).unwrap_or_else(|e| panic!("{email}: {e}")),
+        email: Some(Email::parse(email).unwrap_or_else(|e| panic!("{email}: {e}"))),
+        email_verified: false,
         display_name: None,
         password_hash: Some(PasswordHash::new(format!(
             "$argon2id$v=19$m=8,t=1,p=1$fake-{username}"

@@ -119,7 +119,7 @@ pub async fn create_user(
     };
     println!(
         "{}",
-        serde_json::json!({"id": user.id, "username": user.username.as_str(), "email": user.email.as_str(), "admin": admin})
+        serde_json::json!({"id": user.id, "username": user.username.as_str(), "email": user.email.as_ref().map(|e| e.as_str()), "admin": admin})
     );
     Ok(())
 }

@@ -16,8 +16,8 @@ use moments_domain::in_process::{InProcessEphemeralStore, InProcessRateLimiter};
 use moments_domain::media::{MediaService, MediaStore};
 use moments_domain::ports::{
     ApiKeyStore, AuditStore, Clock, CursorCodec, EphemeralStore, HealthProbe, IdGenerator,
-    NoBroadcast, PostStore, RateLimiter, RevocationBroadcast, SessionStore, SystemClock, UserStore,
-    UuidV7Generator,
+    IdentityStore, NoBroadcast, PostStore, RateLimiter, RevocationBroadcast, SessionStore,
+    SystemClock, UserStore, UuidV7Generator,
 };
 use moments_domain::post::PostPorts;
 use moments_domain::{AccountService, PostService, SessionPolicy};
@@ -133,6 +133,14 @@ impl Store {
         match self {
             Self::Sqlite(s) => s.queries_issued(),
             Self::Postgres(s) => s.queries_issued(),
+        }
+    }
+
+    /// The store as the domain's identity-link store.
+    pub fn identities(&self) -> Arc<dyn IdentityStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
         }
     }
 
@@ -254,6 +262,7 @@ pub fn build_state_with_clock(
             cursors: cursors.clone(),
             ephemeral: shared.ephemeral,
             broadcast: shared.broadcast,
+            identities: store.identities(),
         },
         SessionPolicy {
             refresh_token_ttl: config.refresh_token_ttl,

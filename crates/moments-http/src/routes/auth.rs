@@ -79,8 +79,9 @@ pub struct UserResponse {
     pub id: Uuid,
     /// Normalised username.
     pub username: String,
-    /// E-mail address as entered.
-    pub email: String,
+    /// E-mail address as entered; `null` for an account made through a provider that gave
+    /// none (X never does).
+    pub email: Option<String>,
     /// Name to show instead of the username, if set.
     pub display_name: Option<String>,
     /// Whether the address has been verified.
@@ -98,7 +99,7 @@ impl From<&User> for UserResponse {
         Self {
             id: user.id.as_uuid(),
             username: user.username.as_str().to_owned(),
-            email: user.email.as_str().to_owned(),
+            email: user.email.as_ref().map(|e| e.as_str().to_owned()),
             display_name: user.display_name.clone(),
             email_verified: user.email_verified,
             disabled: user.disabled,

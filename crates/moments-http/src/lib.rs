@@ -18,7 +18,7 @@ use actix_web::http::{Method, header};
 use actix_web::{App, web};
 use moments_domain::media::MediaService;
 use moments_domain::ports::HealthProbe;
-use moments_domain::{AccountService, PostService};
+use moments_domain::{AccountService, OAuthService, PostService};
 
 pub use error::ApiError;
 pub use openapi::ApiDoc;
@@ -29,6 +29,8 @@ pub use rate_limit::{RateLimitPolicies, RateLimits, RouteClass, TrustedProxies};
 pub struct AppState {
     /// Accounts and sessions.
     pub accounts: AccountService,
+    /// Sign-in through identity providers and account linking.
+    pub oauth: OAuthService,
     /// Posts, the feed and votes.
     pub posts: PostService,
     /// Uploaded images.
@@ -95,6 +97,7 @@ fn cors(config: &HttpConfig) -> Cors {
 /// The API routes, mounted under `/api/v1` and, as the latest version, under `/api`.
 fn api(cfg: &mut web::ServiceConfig) {
     routes::auth::configure(cfg);
+    routes::oauth::configure(cfg);
     routes::roles::configure(cfg);
     routes::users::configure(cfg);
     routes::api_keys::configure(cfg);

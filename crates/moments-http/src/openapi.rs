@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi as OpenApiDoc, Ref,
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{FieldError, PROBLEM_JSON, Problem};
-use crate::routes::{api_keys, audit, auth, media, ops, posts, roles, users};
+use crate::routes::{api_keys, audit, auth, media, oauth, ops, posts, roles, users};
 
 /// The API description served at `/openapi.json` and printed by `moments openapi`.
 #[derive(Debug, OpenApi)]
@@ -32,6 +32,8 @@ use crate::routes::{api_keys, audit, auth, media, ops, posts, roles, users};
     paths(
         auth::register, auth::login, auth::refresh, auth::logout, auth::logout_all, auth::me,
         auth::change_password, auth::list_sessions, auth::revoke_session,
+        oauth::list_providers, oauth::start, oauth::start_link, oauth::callback,
+        oauth::callback_form_post, oauth::exchange, oauth::unlink,
         roles::list_permissions, roles::list_roles, roles::get_role,
         roles::create_role, roles::update_role, roles::delete_role,
         users::list_users, users::get_user, users::update_me, users::update_user, users::assign_role, users::remove_role,

@@ -70,6 +70,14 @@ problems! {
         "The rate limit for this route class was exceeded; retry after the number of seconds in `Retry-After`.");
     ACCOUNT_DISABLED = ("account_disabled", FORBIDDEN, "Account disabled",
         "The credentials are right but the account has been disabled by an administrator.");
+    INVALID_OAUTH_STATE = ("invalid_oauth_state", BAD_REQUEST, "Invalid OAuth state",
+        "The provider's response does not belong to a sign-in this browser started here: its `state` is missing, unknown, already used, expired, from another browser or for another provider. Start again.");
+    INVALID_OAUTH_CODE = ("invalid_oauth_code", BAD_REQUEST, "Invalid sign-in code",
+        "The one-time code from the sign-in redirect is unknown, already used or expired (it lives one minute). Sign in again.");
+    OAUTH_FAILED = ("oauth_failed", UNAUTHORIZED, "Sign-in with the provider failed",
+        "The identity provider refused the sign-in, or its answer failed validation (signature, issuer, audience, nonce, expiry, subject). Nothing was created. Start again.");
+    PROVIDER_UNAVAILABLE = ("provider_unavailable", BAD_GATEWAY, "Identity provider unavailable",
+        "The identity provider did not answer in time or answered with an error. Retry later.");
     SERVICE_UNAVAILABLE = ("service_unavailable", SERVICE_UNAVAILABLE, "Service unavailable",
         "A dependency (such as the database) is not answering. Retry later.");
     INTERNAL_ERROR = ("internal_error", INTERNAL_SERVER_ERROR, "Internal error",

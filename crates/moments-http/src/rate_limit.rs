@@ -80,6 +80,13 @@ impl RouteClass {
             ("POST", "/auth/register") => Self::Register,
             ("POST", "/auth/refresh") => Self::Refresh,
             ("POST", "/media") => Self::Upload,
+            // Every step of a sign-in through a provider counts as a login; unlinking is a
+            // write and the provider list a read.
+            ("GET" | "POST", r)
+                if r.starts_with("/auth/oauth/") && r != "/auth/oauth/providers" =>
+            {
+                Self::Login
+            }
             ("GET" | "HEAD", _) => Self::Read,
             _ => Self::Write,
         }
@@ -433,6 +440,31 @@ mod tests {
             (Method::POST, "/api/v1/posts", RouteClass::Write),
             (Method::DELETE, "/api/v1/auth/sessions/x", RouteClass::Write),
             (Method::GET, "/api/v1/auth/login", RouteClass::Read),
+            (
+                Method::GET,
+                "/api/v1/auth/oauth/google/start",
+                RouteClass::Login,
+            ),
+            (
+                Method::POST,
+                "/api/auth/oauth/google/callback",
+                RouteClass::Login,
+            ),
+            (
+                Method::POST,
+                "/api/v1/auth/oauth/exchange",
+                RouteClass::Login,
+            ),
+            (
+                Method::GET,
+                "/api/v1/auth/oauth/providers",
+                RouteClass::Read,
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/auth/oauth/google",
+                RouteClass::Write,
+            ),
         ];
         for (method, path, class) in cases {
             assert_eq!(RouteClass::of(&method, path), class, "{method} {path}");

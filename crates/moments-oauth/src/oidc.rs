@@ -1,5 +1,7 @@
 //! Any OpenID Connect issuer, by discovery.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -13,10 +15,11 @@ use openidconnect::core::{
     CoreResponseType, CoreUserInfoClaims,
 };
 use openidconnect::{
-    AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
-    Scope, SignatureVerificationError, TokenResponse, UserInfoError, reqwest,
+    AsyncHttpClient, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
+    ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpClientError,
+    HttpRequest, HttpResponse, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    TokenResponse, UserInfoError, reqwest,
 };
 use secrecy::ExposeSecret;
 use tokio::sync::RwLock;
@@ -60,6 +63,34 @@ type Client = CoreClient<
     EndpointMaybeSet,
 >;
 
+/// A call to the issuer failed: no answer, or a server error (which the OAuth libraries would
+/// otherwise read as an unparsable answer, a rejection, rather than an outage).
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error(transparent)]
+    Http(#[from] HttpClientError<reqwest::Error>),
+    #[error("the issuer answered {0}")]
+    Status(u16),
+}
+
+/// The shared client, with server errors turned into [`CallError::Status`].
+struct IssuerHttp(reqwest::Client);
+
+impl<'c> AsyncHttpClient<'c> for IssuerHttp {
+    type Error = CallError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, CallError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.0.call(request).await?;
+            if response.status().is_server_error() {
+                return Err(CallError::Status(response.status().as_u16()));
+            }
+            Ok(response)
+        })
+    }
+}
+
 struct Discovered {
     metadata: CoreProviderMetadata,
     fetched: Instant,
@@ -74,7 +105,7 @@ pub(crate) struct OidcProvider {
     client_secret: Option<ClientSecret>,
     redirect: RedirectUrl,
     scopes: Vec<String>,
-    http: reqwest::Client,
+    http: IssuerHttp,
     discovered: RwLock<Option<Discovered>>,
 }
 
@@ -104,7 +135,7 @@ impl OidcProvider {
             scopes: config.scopes,
             display_name: config.display_name,
             name: config.name,
-            http,
+            http: IssuerHttp(http),
             discovered: RwLock::new(None),
         })
     }
@@ -128,11 +159,11 @@ impl OidcProvider {
             return Ok(d.metadata.clone());
         }
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
-            .await
-            .map_err(|e| {
-                tracing::warn!(provider = %self.name, error = %e, "OpenID Connect discovery failed");
-                unavailable(e)
-            })?;
+        .await
+        .map_err(|e| {
+            tracing::warn!(provider = %self.name, error = %e, "OpenID Connect discovery failed");
+            unavailable(e)
+        })?;
         *slot = Some(Discovered {
             metadata: metadata.clone(),
             fetched: Instant::now(),

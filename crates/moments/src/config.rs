@@ -10,7 +10,9 @@ use moments_crypto::Argon2Config;
 use moments_domain::account::LoginThrottle;
 use moments_domain::limit::Quota;
 use moments_domain::media::MediaLimits;
+use moments_domain::oauth::ProviderName;
 use moments_http::{RateLimitPolicies, RouteClass, TrustedProxies};
+use moments_oauth::{Endpoints, ProviderConfig, ProviderKind};
 use moments_redis::RedisConfig;
 use secrecy::{SecretSlice, SecretString};
 
@@ -19,14 +21,14 @@ use secrecy::{SecretSlice, SecretString};
 #[error("{var}: {problem}")]
 pub struct ConfigError {
     /// The environment variable.
-    pub var: &'static str,
+    pub var: String,
     /// What is wrong, and what would be right.
     pub problem: String,
 }
 
-fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+fn err(var: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError {
-        var,
+        var: var.into(),
         problem: problem.into(),
     }
 }
@@ -185,6 +187,184 @@ pub struct Config {
     pub login_throttle: LoginThrottle,
     /// `MOMENTS_TRUSTED_PROXIES`.
     pub trusted_proxies: TrustedProxies,
+    /// `MOMENTS_OAUTH_*`: identity providers.
+    pub oauth: OAuthSettings,
+}
+
+/// Sign-in through identity providers (`MOMENTS_OAUTH_*`).
+#[derive(Debug, Clone, Default)]
+pub struct OAuthSettings {
+    /// `MOMENTS_OAUTH_PROVIDERS` and each provider's `MOMENTS_OAUTH_<NAME>_*`.
+    pub providers: Vec<ProviderConfig>,
+    /// `MOMENTS_OAUTH_RETURN_TO_ALLOWLIST`: exact URLs a sign-in may return to.
+    pub return_to_allowlist: Vec<String>,
+    /// `MOMENTS_OAUTH_LINK_BY_VERIFIED_EMAIL` (default false).
+    pub link_by_verified_email: bool,
+    /// `MOMENTS_OAUTH_CODE_TTL_SECONDS` (default 60): how long the one-time code of a sign-in
+    /// redirect can be exchanged.
+    pub code_ttl: Duration,
+}
+
+/// The redirect URI to register with provider `name`.
+pub fn oauth_redirect_uri(public_url: &str, name: &str) -> String {
+    format!("{public_url}/api/v1/auth/oauth/{name}/callback")
+}
+
+/// Reads `MOMENTS_OAUTH_*`. A provider named `google` defaults to the Google issuer, and
+/// `github`, `facebook` and `x` default to their own kind.
+fn oauth_settings(
+    get: &dyn Fn(&str) -> Option<String>,
+    public_url: &str,
+) -> Result<OAuthSettings, ConfigError> {
+    let mut providers = Vec::new();
+    let names = get("MOMENTS_OAUTH_PROVIDERS").unwrap_or_default();
+    for raw in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let name = ProviderName::parse(raw)
+            .map_err(|e| err("MOMENTS_OAUTH_PROVIDERS", format!("{raw:?}: {e}")))?;
+        if providers.iter().any(|p: &ProviderConfig| p.name == name) {
+            return Err(err(
+                "MOMENTS_OAUTH_PROVIDERS",
+                format!("{raw} is listed twice"),
+            ));
+        }
+        let prefix = format!("MOMENTS_OAUTH_{}_", raw.to_uppercase().replace('-', "_"));
+        let var = |suffix: &str| format!("{prefix}{suffix}");
+        let kind = match get(&var("KIND")) {
+            Some(kind) => kind
+                .parse::<ProviderKind>()
+                .map_err(|e| err(var("KIND"), e))?,
+            None => match raw {
+                "google" => ProviderKind::Oidc,
+                "github" => ProviderKind::Github,
+                "facebook" => ProviderKind::Facebook,
+                "x" => ProviderKind::X,
+                _ => return Err(err(var("KIND"), "is required: oidc, github, facebook or x")),
+            },
+        };
+        let issuer = match (kind, get(&var("ISSUER"))) {
+            (ProviderKind::Oidc, Some(issuer)) => Some(issuer),
+            (ProviderKind::Oidc, None) if raw == "google" => {
+                Some("https://accounts.google.com".to_owned())
+            }
+            (ProviderKind::Oidc, None) => {
+                return Err(err(var("ISSUER"), "is required for an oidc provider"));
+            }
+            (_, Some(_)) => return Err(err(var("ISSUER"), "is only for oidc providers")),
+            (_, None) => None,
+        };
+        let client_id =
+            get(&var("CLIENT_ID")).ok_or_else(|| err(var("CLIENT_ID"), "is required"))?;
+        let client_secret = get(&var("CLIENT_SECRET")).map(SecretString::from);
+        if client_secret.is_none() && kind != ProviderKind::X {
+            return Err(err(var("CLIENT_SECRET"), "is required"));
+        }
+        let scopes = match get(&var("SCOPES")) {
+            Some(list) => list
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => kind
+                .default_scopes()
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        };
+        let endpoints = match (
+            get(&var("AUTH_URL")),
+            get(&var("TOKEN_URL")),
+            get(&var("API_URL")),
+        ) {
+            (None, None, None) => None,
+            _ if kind == ProviderKind::Oidc => {
+                return Err(err(
+                    var("AUTH_URL"),
+                    "oidc providers are configured by discovery",
+                ));
+            }
+            (Some(authorize), Some(token), Some(api)) => Some(Endpoints {
+                authorize,
+                token,
+                api,
+            }),
+            _ => {
+                return Err(err(
+                    var("AUTH_URL"),
+                    "AUTH_URL, TOKEN_URL and API_URL go together",
+                ));
+            }
+        };
+        let display_name = get(&var("DISPLAY_NAME")).unwrap_or_else(|| {
+            match raw {
+                "google" => "Google",
+                "github" => "GitHub",
+                "facebook" => "Facebook",
+                "x" => "X",
+                other => other,
+            }
+            .to_owned()
+        });
+        providers.push(ProviderConfig {
+            redirect_uri: oauth_redirect_uri(public_url, raw),
+            name,
+            kind,
+            display_name,
+            client_id,
+            client_secret,
+            scopes,
+            issuer,
+            endpoints,
+        });
+    }
+    let mut return_to_allowlist = Vec::new();
+    for url in get("MOMENTS_OAUTH_RETURN_TO_ALLOWLIST")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        match url::Url::parse(url) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.fragment().is_none() =>
+            {
+                return_to_allowlist.push(url.to_owned());
+            }
+            _ => {
+                return Err(err(
+                    "MOMENTS_OAUTH_RETURN_TO_ALLOWLIST",
+                    format!("{url:?} is not an absolute http(s) URL without a fragment"),
+                ));
+            }
+        }
+    }
+    let link_by_verified_email = match get("MOMENTS_OAUTH_LINK_BY_VERIFIED_EMAIL").as_deref() {
+        None | Some("false" | "0" | "no") => false,
+        Some("true" | "1" | "yes") => true,
+        Some(other) => {
+            return Err(err(
+                "MOMENTS_OAUTH_LINK_BY_VERIFIED_EMAIL",
+                format!("must be true or false, not {other:?}"),
+            ));
+        }
+    };
+    let code_ttl = match get("MOMENTS_OAUTH_CODE_TTL_SECONDS") {
+        None => 60,
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(n) if (1..=300).contains(&n) => n,
+            _ => {
+                return Err(err(
+                    "MOMENTS_OAUTH_CODE_TTL_SECONDS",
+                    format!("must be a whole number from 1 to 300, not {raw:?}"),
+                ));
+            }
+        },
+    };
+    Ok(OAuthSettings {
+        providers,
+        return_to_allowlist,
+        link_by_verified_email,
+        code_ttl: Duration::from_secs(code_ttl),
+    })
 }
 
 /// Shortest accepted signing secret, in bytes.
@@ -491,6 +671,7 @@ impl Config {
                 TrustedProxies::parse(&list).map_err(|e| err("MOMENTS_TRUSTED_PROXIES", e))?
             }
         };
+        let oauth = oauth_settings(&get, &public_url)?;
         let redis = match get("REDIS_URL") {
             None => None,
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
@@ -563,6 +744,7 @@ impl Config {
             rate_limits,
             login_throttle,
             trusted_proxies,
+            oauth,
         })
     }
 }

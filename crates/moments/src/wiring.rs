@@ -14,13 +14,14 @@ use moments_crypto::{
 use moments_domain::account::AccountPorts;
 use moments_domain::in_process::{InProcessEphemeralStore, InProcessRateLimiter};
 use moments_domain::media::{MediaService, MediaStore};
+use moments_domain::oauth::OAuthPolicy;
 use moments_domain::ports::{
     ApiKeyStore, AuditStore, Clock, CursorCodec, EphemeralStore, HealthProbe, IdGenerator,
     IdentityStore, NoBroadcast, PostStore, RateLimiter, RevocationBroadcast, SessionStore,
     SystemClock, UserStore, UuidV7Generator,
 };
 use moments_domain::post::PostPorts;
-use moments_domain::{AccountService, PostService, SessionPolicy};
+use moments_domain::{AccountService, OAuthService, PostService, SessionPolicy};
 use moments_http::{AppState, HttpConfig, RateLimits};
 use moments_media::{LocalMediaStore, ObjectMediaStore};
 use moments_postgres::{PgConfig, PgStore};
@@ -285,8 +286,27 @@ pub fn build_state_with_clock(
     });
     let mut probes = vec![store.probe()];
     probes.extend(shared.probe);
+    let http_client = moments_oauth::http_client()
+        .map_err(|e| anyhow::anyhow!("cannot build the OAuth HTTP client: {e}"))?;
+    let providers = config
+        .oauth
+        .providers
+        .iter()
+        .map(|p| moments_oauth::build_provider(p.clone(), http_client.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let oauth = OAuthService::new(
+        accounts.clone(),
+        providers,
+        OAuthPolicy {
+            return_to_allowlist: config.oauth.return_to_allowlist.clone(),
+            link_by_verified_email: config.oauth.link_by_verified_email,
+            code_ttl: config.oauth.code_ttl,
+            ..OAuthPolicy::default()
+        },
+    );
     let state = AppState {
         accounts,
+        oauth,
         posts,
         media,
         public_url: config.public_url.clone(),

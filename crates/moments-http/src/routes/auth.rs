@@ -181,7 +181,8 @@ pub struct TokenPairResponse {
     pub refresh_expires_in: i64,
 }
 
-fn token_response(pair: TokenPair) -> HttpResponse {
+/// The 200 answer of every sign-in: the token pair, never cached.
+pub(crate) fn token_pair(pair: TokenPair) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
@@ -244,7 +245,7 @@ pub async fn login(
         .accounts
         .login(body.login.trim(), &password, client_info(&req))
         .await?;
-    Ok(token_response(pair))
+    Ok(token_pair(pair))
 }
 
 /// Exchange a refresh token for a new token pair.
@@ -272,7 +273,7 @@ pub async fn refresh(
         .accounts
         .refresh(&body.refresh_token, &client_info(&req))
         .await?;
-    Ok(token_response(pair))
+    Ok(token_pair(pair))
 }
 
 /// Sign out: revoke the session the refresh token belongs to.

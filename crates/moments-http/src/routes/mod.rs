@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod docs;
 pub mod media;
+pub mod oauth;
 pub mod ops;
 pub mod posts;
 pub mod roles;

@@ -615,3 +615,220 @@ async fn state_code_and_return_to_are_checked() {
         .await
         .problem(400, "invalid_oauth_code");
 }
+
+/// GitHub, Facebook and X through the router: each makes its own account, with what it gives.
+#[actix_web::test]
+async fn oauth2_providers_sign_up_with_what_they_give() {
+    let providers = Providers::start().await;
+    let t = app_with(&providers.settings()).await;
+    let app = test::init_service(moments_http::app(t.state.clone(), t.http.clone())).await;
+    let f = flow!(app);
+    providers.github.sign_in_as(FakeUser::new("7001"));
+    let me = f
+        .me(&token(&f.sign_in(&providers.github, "github").await))
+        .await;
+    assert_eq!(
+        (
+            me["username"].as_str(),
+            me["email"].as_str(),
+            me["email_verified"].as_bool()
+        ),
+        (Some("user_7001"), Some("7001@example.com"), Some(true))
+    );
+    assert_eq!(me["providers"], json!(["github"]));
+
+    providers.facebook.sign_in_as(FakeUser::new("7002"));
+    let me = f
+        .me(&token(&f.sign_in(&providers.facebook, "facebook").await))
+        .await;
+    assert_eq!(me["email"], "7002@example.com");
+    assert_eq!(
+        me["email_verified"], false,
+        "Facebook's address is not taken as verified"
+    );
+    assert_eq!(me["username"], "user_7002", "from the name");
+
+    providers.x.sign_in_as(FakeUser::new("7003"));
+    let me = f.me(&token(&f.sign_in(&providers.x, "x").await)).await;
+    assert_eq!(me["email"], Value::Null);
+    assert_eq!(me["username"], "user_7003");
+    assert_eq!(me["has_password"], false);
+}
+
+/// An address alone never takes over an account; with automatic linking on, only an address
+/// both sides verified links.
+#[actix_web::test]
+async fn addresses_do_not_take_over_accounts() {
+    let providers = Providers::start().await;
+    for auto_link in [false, true] {
+        let mut settings = providers.settings();
+        settings.push((
+            "MOMENTS_OAUTH_LINK_BY_VERIFIED_EMAIL",
+            auto_link.to_string(),
+        ));
+        let t = app_with(&settings).await;
+        let app = test::init_service(moments_http::app(t.state.clone(), t.http.clone())).await;
+        let f = flow!(app);
+        // Alice registered with a password: her address is unverified.
+        register(&app, "alice").await;
+        providers.okta.sign_in_as(FakeUser {
+            email: Some("Alice@Example.com".into()),
+            ..FakeUser::new("8001")
+        });
+        f.sign_in(&providers.okta, "okta")
+            .await
+            .problem(409, "email_taken");
+        let alice = login(&app, "alice").await;
+        let alice_me = f.me(alice["access_token"].as_str().unwrap()).await;
+        assert_eq!(alice_me["providers"], json!([]));
+
+        // Bob came through Okta (a verified address); GitHub verifies the same address.
+        providers.okta.sign_in_as(FakeUser::new("8002"));
+        let bob = f
+            .me(&token(&f.sign_in(&providers.okta, "okta").await))
+            .await;
+        providers.github.sign_in_as(FakeUser {
+            email: Some("8002@example.com".into()),
+            ..FakeUser::new("8003")
+        });
+        let reply = f.sign_in(&providers.github, "github").await;
+        if auto_link {
+            let me = f.me(&token(&reply)).await;
+            assert_eq!(me["id"], bob["id"]);
+            assert_eq!(me["providers"], json!(["github", "okta"]));
+        } else {
+            reply.problem(409, "email_taken");
+        }
+        // Unverified at the provider: never linked.
+        providers.github.sign_in_as(FakeUser {
+            email: Some("8002@example.com".into()),
+            email_verified: false,
+            ..FakeUser::new("8004")
+        });
+        let reply = f.sign_in(&providers.github, "github").await;
+        let me = f.me(&token(&reply)).await;
+        assert_ne!(me["id"], bob["id"]);
+        assert_eq!(
+            me["email"],
+            Value::Null,
+            "an unverified GitHub address is not given"
+        );
+    }
+}
+
+/// Linking refuses an identity that signs in to another account, and a second identity of a
+/// provider already linked; a disabled account cannot sign in through a provider either.
+#[actix_web::test]
+async fn links_and_disabled_accounts_are_refused() {
+    let providers = Providers::start().await;
+    let t = app_with(&providers.settings()).await;
+    let app = test::init_service(moments_http::app(t.state.clone(), t.http.clone())).await;
+    let f = flow!(app);
+    providers.okta.sign_in_as(FakeUser::new("9001"));
+    let first = f
+        .me(&token(&f.sign_in(&providers.okta, "okta").await))
+        .await;
+
+    register(&app, "carol").await;
+    let carol = login(&app, "carol").await;
+    let carol_token = carol["access_token"].as_str().unwrap();
+    f.link(&providers.okta, "okta", carol_token)
+        .await
+        .problem(409, "conflict");
+    providers.okta.sign_in_as(FakeUser::new("9002"));
+    assert_eq!(
+        f.link(&providers.okta, "okta", carol_token).await.status,
+        StatusCode::OK
+    );
+    providers.okta.sign_in_as(FakeUser::new("9003"));
+    f.link(&providers.okta, "okta", carol_token)
+        .await
+        .problem(409, "conflict");
+    // Carol has a password: her only provider may go.
+    assert_eq!(
+        f.unlink("okta", carol_token).await.status,
+        StatusCode::NO_CONTENT
+    );
+
+    // Disabled: the identity's account cannot sign in, and its pending code is refused.
+    providers.okta.sign_in_as(FakeUser::new("9001"));
+    let mut browser = Browser::default();
+    let authorization = f.start(&mut browser, "okta", Some(RETURN_TO)).await;
+    let reply = f
+        .callback(&browser, &providers.okta.authorize(&authorization).await)
+        .await;
+    let code = params(reply.header("location").unwrap())["code"].clone();
+    let id: UserId = UserId::from_uuid(first["id"].as_str().unwrap().parse().unwrap());
+    disable(&t, id).await;
+    f.exchange(&code).await.problem(403, "account_disabled");
+    f.sign_in(&providers.okta, "okta")
+        .await
+        .problem(403, "account_disabled");
+}
+
+async fn disable(t: &TestApp, id: UserId) {
+    t.store
+        .users()
+        .set_disabled(
+            id,
+            true,
+            chrono::Utc::now(),
+            &moments_domain::audit::AuditEvent {
+                id: moments_domain::ids::AuditEventId::from_uuid(uuid::Uuid::now_v7()),
+                kind: AuditKind::UserDisabled,
+                actor: None,
+                target: Some(id),
+                client: Default::default(),
+                at: chrono::Utc::now(),
+                details: Default::default(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// A `form_post` response (an auto-submitted form) completes like a query one; codes expire.
+#[actix_web::test]
+async fn form_post_callbacks_and_code_expiry() {
+    let providers = Providers::start().await;
+    let mut settings = providers.settings();
+    settings.push(("MOMENTS_OAUTH_CODE_TTL_SECONDS", "1".to_owned()));
+    let t = app_with(&settings).await;
+    let app = test::init_service(moments_http::app(t.state.clone(), t.http.clone())).await;
+    let f = flow!(app);
+    let mut browser = Browser::default();
+    let authorization = f.start(&mut browser, "okta", Some(RETURN_TO)).await;
+    let callback = providers.okta.authorize(&authorization).await;
+    let form = url::Url::parse(&callback)
+        .unwrap()
+        .query()
+        .unwrap()
+        .to_owned();
+    let reply = send(
+        &app,
+        browser.request(
+            test::TestRequest::post()
+                .uri("/api/v1/auth/oauth/okta/callback")
+                .insert_header(("content-type", "application/x-www-form-urlencoded"))
+                .set_payload(form.clone()),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FOUND, "{:#}", reply.body);
+    let code = params(reply.header("location").unwrap())["code"].clone();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    f.exchange(&code).await.problem(400, "invalid_oauth_code");
+
+    // JSON is not a form.
+    send(
+        &app,
+        browser.request(
+            test::TestRequest::post()
+                .uri("/api/v1/auth/oauth/okta/callback")
+                .set_json(json!({"state": "x"})),
+        ),
+    )
+    .await
+    .problem(415, "unsupported_media_type");
+}

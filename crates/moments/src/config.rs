@@ -778,6 +778,127 @@ mod tests {
     const STRONG: &str = "k3J9x0PqLm2Vb7Nc4Zr8Ty1Ws6Ud5Ae0Hf";
 
     #[test]
+    fn oauth_providers_have_defaults_and_errors_name_their_variable() {
+        let vars = [
+            ("MOMENTS_PUBLIC_URL", "https://api.example.com/"),
+            ("MOMENTS_OAUTH_PROVIDERS", "google, github,staff-sso"),
+            ("MOMENTS_OAUTH_GOOGLE_CLIENT_ID", "g"),
+            ("MOMENTS_OAUTH_GOOGLE_CLIENT_SECRET", "gs"),
+            ("MOMENTS_OAUTH_GITHUB_CLIENT_ID", "h"),
+            ("MOMENTS_OAUTH_GITHUB_CLIENT_SECRET", "hs"),
+            ("MOMENTS_OAUTH_GITHUB_SCOPES", "read:user,user:email"),
+            ("MOMENTS_OAUTH_STAFF_SSO_KIND", "oidc"),
+            ("MOMENTS_OAUTH_STAFF_SSO_ISSUER", "https://sso.example.com"),
+            ("MOMENTS_OAUTH_STAFF_SSO_CLIENT_ID", "s"),
+            ("MOMENTS_OAUTH_STAFF_SSO_CLIENT_SECRET", "ss"),
+            (
+                "MOMENTS_OAUTH_RETURN_TO_ALLOWLIST",
+                "https://app.example.com/done",
+            ),
+        ];
+        // A custom scheme (a mobile app) is not http(s): refused.
+        let mut custom = vars.to_vec();
+        custom.push((
+            "MOMENTS_OAUTH_RETURN_TO_ALLOWLIST",
+            "https://app.example.com/done,myapp://done",
+        ));
+        assert_eq!(
+            config(&custom).unwrap_err().var,
+            "MOMENTS_OAUTH_RETURN_TO_ALLOWLIST"
+        );
+        let c = config(&vars).unwrap();
+        let [google, github, staff] = &c.oauth.providers[..] else {
+            panic!("{:?}", c.oauth.providers);
+        };
+        assert_eq!(google.kind, ProviderKind::Oidc);
+        assert_eq!(
+            google.issuer.as_deref(),
+            Some("https://accounts.google.com")
+        );
+        assert_eq!(google.display_name, "Google");
+        assert_eq!(
+            google.redirect_uri,
+            "https://api.example.com/api/v1/auth/oauth/google/callback"
+        );
+        assert_eq!(github.kind, ProviderKind::Github);
+        assert_eq!(github.scopes, ["read:user", "user:email"]);
+        assert_eq!(github.display_name, "GitHub");
+        assert_eq!(staff.name.as_str(), "staff-sso");
+        assert_eq!(staff.scopes, ["openid", "email", "profile"]);
+        assert_eq!(
+            c.oauth.return_to_allowlist,
+            ["https://app.example.com/done"]
+        );
+        assert!(!c.oauth.link_by_verified_email);
+        assert_eq!(c.oauth.code_ttl, Duration::from_secs(60));
+        assert!(!format!("{c:?}").contains("\"gs\""), "secrets never print");
+
+        for (extra, var) in [
+            (
+                ("MOMENTS_OAUTH_PROVIDERS", "Google"),
+                "MOMENTS_OAUTH_PROVIDERS",
+            ),
+            (
+                ("MOMENTS_OAUTH_PROVIDERS", "github,github"),
+                "MOMENTS_OAUTH_PROVIDERS",
+            ),
+            (
+                ("MOMENTS_OAUTH_PROVIDERS", "okta"),
+                "MOMENTS_OAUTH_OKTA_KIND",
+            ),
+            (
+                ("MOMENTS_OAUTH_GITHUB_KIND", "gitlab"),
+                "MOMENTS_OAUTH_GITHUB_KIND",
+            ),
+            (
+                ("MOMENTS_OAUTH_GITHUB_ISSUER", "https://github.com"),
+                "MOMENTS_OAUTH_GITHUB_ISSUER",
+            ),
+            (
+                ("MOMENTS_OAUTH_GITHUB_AUTH_URL", "https://gh.example.com/a"),
+                "MOMENTS_OAUTH_GITHUB_AUTH_URL",
+            ),
+            (
+                ("MOMENTS_OAUTH_STAFF_SSO_AUTH_URL", "https://x"),
+                "MOMENTS_OAUTH_STAFF_SSO_AUTH_URL",
+            ),
+            (
+                ("MOMENTS_OAUTH_LINK_BY_VERIFIED_EMAIL", "maybe"),
+                "MOMENTS_OAUTH_LINK_BY_VERIFIED_EMAIL",
+            ),
+            (
+                ("MOMENTS_OAUTH_CODE_TTL_SECONDS", "0"),
+                "MOMENTS_OAUTH_CODE_TTL_SECONDS",
+            ),
+            (
+                (
+                    "MOMENTS_OAUTH_RETURN_TO_ALLOWLIST",
+                    "https://app.example.com/#frag",
+                ),
+                "MOMENTS_OAUTH_RETURN_TO_ALLOWLIST",
+            ),
+        ] {
+            let mut with: Vec<(&str, &str)> = vars
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != extra.0)
+                .collect();
+            with.push(extra);
+            let e = config(&with).unwrap_err();
+            assert_eq!(e.var, var, "{extra:?}: {e}");
+        }
+        let without_secret: Vec<(&str, &str)> = vars
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "MOMENTS_OAUTH_GITHUB_CLIENT_SECRET")
+            .collect();
+        assert_eq!(
+            config(&without_secret).unwrap_err().var,
+            "MOMENTS_OAUTH_GITHUB_CLIENT_SECRET"
+        );
+    }
+
+    #[test]
     fn defaults_are_the_embedded_development_setup() {
         let c = config(&[]).unwrap();
         assert_eq!(c.environment, Environment::Development);

@@ -726,6 +726,8 @@ impl OAuthService {
                     .ok_or_else(|| InfraError::internal("identity of a missing account"))?
             }
             None => match self.verified_email_owner(&identity).await? {
+                // A disabled account gains no link it could use once enabled.
+                Some(owner) if owner.disabled => return Err(CallbackError::AccountDisabled),
                 Some(owner) => {
                     self.link_existing(provider, &identity, &owner, &client, "verified_email")
                         .await?;

@@ -509,14 +509,12 @@ impl OAuthService {
     ) -> Result<Started, StartError> {
         let provider = self.provider(provider).ok_or(StartError::UnknownProvider)?;
         self.check_return_to(return_to)?;
-        let new_binding = match binding {
-            Some(b) if !b.is_empty() => None,
-            _ => Some(self.accounts.ports.secrets.opaque_token()),
-        };
-        let binding = match (&new_binding, binding) {
-            (Some(fresh), _) => fresh.expose().to_owned(),
-            (None, Some(existing)) => existing.to_owned(),
-            (None, None) => return Err(InfraError::internal("no browser binding").into()),
+        let (binding, new_binding) = match binding.filter(|b| !b.is_empty()) {
+            Some(existing) => (existing.to_owned(), None),
+            None => {
+                let fresh = self.accounts.ports.secrets.opaque_token();
+                (fresh.expose().to_owned(), Some(fresh))
+            }
         };
         let request = provider
             .authorization_request()

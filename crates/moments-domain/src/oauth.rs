@@ -330,37 +330,21 @@ pub enum CallbackError {
     Infra(#[from] InfraError),
 }
 
-impl CallbackError {
-    /// The stable code for a redirect's `error` parameter.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::UnknownProvider => "not_found",
-            Self::InvalidState => "invalid_oauth_state",
-            Self::Denied(_) | Self::Rejected(_) => "oauth_failed",
-            Self::Unavailable(_) => "provider_unavailable",
-            Self::AccountDisabled => "account_disabled",
-            Self::EmailTaken => "email_taken",
-            Self::IdentityTaken | Self::ProviderLinked | Self::AccountGone => "conflict",
-            Self::Infra(InfraError::Unavailable { .. }) => "service_unavailable",
-            Self::Infra(InfraError::Internal(_)) => "internal_error",
-        }
-    }
-}
-
-/// A failed callback, with where to send the browser when the attempt had a `return_to`.
+/// A failed callback, with the attempt's `return_to` when the state was good (the edge sends
+/// the browser back there with the error's code).
 #[derive(Debug)]
 pub struct CallbackFailure {
     /// What went wrong.
     pub error: CallbackError,
-    /// The attempt's `return_to` with `error=<code>` added, when the state was good.
-    pub redirect: Option<String>,
+    /// The attempt's `return_to`, known only once the state checked out.
+    pub return_to: Option<String>,
 }
 
 impl<E: Into<CallbackError>> From<E> for CallbackFailure {
     fn from(error: E) -> Self {
         Self {
             error: error.into(),
-            redirect: None,
+            return_to: None,
         }
     }
 }
@@ -580,10 +564,7 @@ impl OAuthService {
             return Err(CallbackError::InvalidState.into());
         }
         let fail = |error: CallbackError| CallbackFailure {
-            redirect: attempt
-                .return_to
-                .as_deref()
-                .map(|to| with_param(to, "error", error.code())),
+            return_to: attempt.return_to.clone(),
             error,
         };
         if let (Some(expected), Some(actual)) = (provider.issuer(), params.iss.as_deref())
@@ -687,17 +668,6 @@ impl OAuthService {
             UnlinkOutcome::NotLinked => Err(UnlinkError::NotLinked),
             UnlinkOutcome::LastMethod => Err(UnlinkError::LastMethod),
         }
-    }
-
-    /// The names of the providers linked to the account.
-    pub async fn linked_providers(&self, user: UserId) -> Result<Vec<String>, InfraError> {
-        Ok(self
-            .identities()
-            .identities_of(user)
-            .await?
-            .into_iter()
-            .map(|i| i.provider.as_str().to_owned())
-            .collect())
     }
 
     async fn sign_in(
@@ -1014,7 +984,7 @@ fn reduce_to_username(raw: &str) -> String {
 }
 
 /// `url` with `name=value` added to its query.
-fn with_param(url: &str, name: &str, value: &str) -> String {
+pub fn with_param(url: &str, name: &str, value: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             parsed.query_pairs_mut().append_pair(name, value);

@@ -9,7 +9,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use moments_domain::oauth::{
     CallbackError, CallbackFailure, CallbackOutcome, CallbackParams, ExchangeError, StartError,
-    Started, UnlinkError,
+    Started, UnlinkError, with_param,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -368,16 +368,16 @@ async fn complete(
                 linked: provider.as_str().to_owned(),
             })),
         Err(CallbackFailure {
-            redirect: Some(to),
+            return_to: Some(to),
             error,
         }) => {
-            // Logged as the problem would be; the browser goes back to the app with `error`.
-            let logged = ApiError::from(error);
-            tracing::info!(error_code = logged.problem.code, "OAuth callback failed");
-            Ok(redirect(&to))
+            // The browser goes back to the app with the problem's code.
+            let code = ApiError::from(error).problem.code;
+            tracing::info!(error_code = code, "OAuth callback failed");
+            Ok(redirect(&with_param(&to, "error", code)))
         }
         Err(CallbackFailure {
-            redirect: None,
+            return_to: None,
             error,
         }) => Err(error.into()),
     }

@@ -254,22 +254,7 @@ pub async fn links_are_unique_per_identity_and_per_provider(store: &StoreUnderTe
 /// Unlinking removes a provider unless it is the account's last way to sign in.
 pub async fn unlinking_keeps_a_way_to_sign_in(store: &StoreUnderTest) {
     // No password, two providers: one may go, the last may not.
-    let new = provider_user(&unique("solo"));
-    let id = new.id;
-    store
-        .identities
-        .create_user_with_identity(
-            new,
-            &identity("google", &unique("sub"), id),
-            &linked_event(id),
-        )
-        .await
-        .unwrap();
-    store
-        .identities
-        .link_identity(&identity("x", &unique("sub"), id), &linked_event(id))
-        .await
-        .unwrap();
+    let id = store.password_less_with("google", "x").await;
     let unlink = |p: &'static str| {
         let event = unlinked_event(id);
         async move {
@@ -320,22 +305,7 @@ pub async fn unlinking_keeps_a_way_to_sign_in(store: &StoreUnderTest) {
 /// finds it would be the last way in.
 pub async fn concurrent_unlinks_leave_a_way_to_sign_in(store: &StoreUnderTest) {
     for _ in 0..5 {
-        let new = provider_user(&unique("pair"));
-        let id = new.id;
-        store
-            .identities
-            .create_user_with_identity(
-                new,
-                &identity("google", &unique("sub"), id),
-                &linked_event(id),
-            )
-            .await
-            .unwrap();
-        store
-            .identities
-            .link_identity(&identity("github", &unique("sub"), id), &linked_event(id))
-            .await
-            .unwrap();
+        let id = store.password_less_with("google", "github").await;
         let outcomes = join_all(["google", "github"].map(|p| {
             let event = unlinked_event(id);
             async move {
@@ -392,6 +362,21 @@ pub async fn touching_an_identity_notes_its_use(store: &StoreUnderTest) {
 }
 
 impl StoreUnderTest {
+    /// An account made through `first` with `second` linked too: no password.
+    async fn password_less_with(&self, first: &str, second: &str) -> UserId {
+        let new = provider_user(&unique("solo"));
+        let id = new.id;
+        self.identities
+            .create_user_with_identity(new, &identity(first, &unique("sub"), id), &linked_event(id))
+            .await
+            .unwrap();
+        self.identities
+            .link_identity(&identity(second, &unique("sub"), id), &linked_event(id))
+            .await
+            .unwrap();
+        id
+    }
+
     async fn any_user(&self) -> UserId {
         let name = unique("link");
         self.users
